@@ -1,0 +1,210 @@
+//! Switchboard: the softphone's signaling server.
+//!
+//! It keeps accounts and tenants, hands out login tokens, tracks presence,
+//! routes calls between the users of a tenant (relaying SDP offers/answers
+//! and trickled ICE candidates over WebSockets), keeps a call detail record
+//! (CDR) of every call in SQLite, hands out ICE server configuration with
+//! short-lived TURN credentials, and exports Prometheus metrics.
+//!
+//! It does **not** carry media: calls are peer to peer (DTLS-SRTP), through
+//! a TURN relay when no direct path exists. The wire protocol is
+//! `docs/protocol.md`; its Rust types are in `softphone-protocol`.
+//!
+//! The server is one function, [`run`], that serves a bound listener until a
+//! shutdown future completes, so tests bind `127.0.0.1:0`:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), switchboard::Error> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = switchboard::Config::with_data_dir("/tmp/switchboard-demo");
+//! let store = switchboard::Store::open(&config.data_dir).await?;
+//! store.add_tenant("acme").await?;
+//! store.add_user("acme", "alice", "Alice Martin", "correct horse").await?;
+//! switchboard::run(listener, config, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+mod config;
+mod hub;
+mod http;
+mod ice;
+mod metrics;
+pub mod store;
+mod ws;
+
+pub use config::{Config, FileConfig};
+pub use store::Store;
+
+/// Errors of the switchboard library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The SQLite store failed. Retrying may help if the disk was full or
+    /// the file locked.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Schema migration failed: the file is from a newer version or damaged.
+    /// Retrying does not help.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Files or sockets failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The thing already exists (tenant, user). Retrying does not help.
+    #[error("{0}")]
+    Conflict(String),
+    /// No such tenant or user. Retrying does not help.
+    #[error("{0}")]
+    NotFound(String),
+    /// A value is malformed (name, password length, cursor). Retrying does
+    /// not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// The configuration is unusable. Retrying does not help.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Anything else that went wrong inside; retrying may help.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether retrying the same operation later can succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Database(_) | Self::Io(_) | Self::Internal(_))
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// State shared by the HTTP handlers and the socket tasks.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub hub: Mutex<hub::Hub>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub committed: tokio::sync::watch::Receiver<u64>,
+    pub limits: http::LoginLimits,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Serves the switchboard on `listener` until `shutdown` completes.
+///
+/// Opens (or creates) the store in `config.data_dir`, marks calls left
+/// unfinished by a previous run as `failed`, then serves HTTP and WebSocket
+/// connections. On shutdown it closes every socket with close code 1012
+/// (service restart), waits up to 5 s for them to go, and commits every
+/// pending CDR write before returning.
+///
+/// # Errors
+/// [`Error::Database`]/[`Error::Migrate`] when the store cannot be opened,
+/// [`Error::Io`] when serving fails.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let store = Store::open(&config.data_dir).await?;
+    let recovered = store.recover_unfinished_calls().await?;
+    if recovered > 0 {
+        tracing::warn!(calls = recovered, "marked calls left unfinished by the previous run as failed");
+    }
+    store.heartbeat().await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let m = metrics.clone();
+    let (cdr, committed, writer) = store::CdrWriter::start(store.clone(), move || {
+        m.cdr_write_errors.inc();
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        hub: Mutex::new(hub::Hub::new(&config, cdr, metrics.clone())),
+        limits: http::LoginLimits::new(&config),
+        config,
+        store: store.clone(),
+        metrics,
+        committed,
+        shutdown: stop_rx,
+    });
+    let background = tokio::spawn(background_tasks(shared.clone()));
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, db = %store.path().display(), "switchboard listening");
+    let app = http::router(shared.clone());
+    let mut stop_wait = shared.shutdown.clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = stop_wait.wait_for(|s| *s).await;
+        });
+    let serving = tokio::spawn(async move { server.await });
+
+    shutdown.await;
+    tracing::info!("shutting down: closing sockets");
+    let _ = stop_tx.send(true);
+    shared.hub.lock().expect("hub lock").close_all();
+    for _ in 0..50 {
+        if shared.hub.lock().expect("hub lock").connection_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), serving).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("HTTP connections still open after 5 s; leaving them"),
+    }
+    background.abort();
+    // Dropping the last queue handle lets the writer drain and stop.
+    shared.hub.lock().expect("hub lock").close_cdr_queue();
+    drop(shared);
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "CDR writer ended abnormally");
+    }
+    store.heartbeat().await.ok();
+    store.close().await;
+    tracing::info!("switchboard stopped");
+    Ok(())
+}
+
+async fn background_tasks(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        if let Err(e) = shared.store.heartbeat().await {
+            tracing::warn!(error = %e, "heartbeat write failed");
+        }
+        n += 1;
+        if n % 720 == 1 {
+            match shared.store.purge_expired_sessions().await {
+                Ok(0) => {}
+                Ok(k) => tracing::info!(sessions = k, "purged expired sessions"),
+                Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+        }
+        shared.hub.lock().expect("hub lock").prune_ended(now_ms());
+        shared.limits.prune();
+    }
+}
+
+/// Where the data lives by default: the OS data directory for
+/// `switchboard` (e.g. `~/.local/share/switchboard` on Linux).
+pub fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("org", "softphone", "switchboard")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("switchboard-data"))
+}

@@ -1,0 +1,320 @@
+//! The HTTP API under `/v1` (see `docs/protocol.md`). Errors become
+//! `{ "code", "message" }` bodies in one place, [`ApiError`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use softphone_protocol::{
+    CallRecord, CallsResponse, DirectoryEntry, DirectoryResponse, ErrorBody, ErrorCode,
+    IceServersResponse, LoginRequest, LoginResponse, MeResponse,
+};
+
+use crate::store::{AuthedUser, TokenRefusal, verify_password};
+use crate::{Config, Shared, ice, now_ms};
+
+/// An error answer: status, code and message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+    retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidValue, m),
+            crate::Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, m),
+            other => {
+                tracing::error!(error = %other, "request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "server error; retry later")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(ErrorBody {
+            code: self.code,
+            message: self.message,
+        });
+        let mut resp = (self.status, body).into_response();
+        if let Some(s) = self.retry_after_s
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+/// Login rate limits, per account (`tenant/user`) and per client IP.
+pub struct LoginLimits {
+    per_account: DefaultKeyedRateLimiter<String>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl LoginLimits {
+    /// Limits from the config's per-minute figures.
+    pub fn new(config: &Config) -> Self {
+        let q = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            per_account: RateLimiter::keyed(q(config.login_per_account_per_min)),
+            per_ip: RateLimiter::keyed(q(config.login_per_ip_per_min)),
+        }
+    }
+
+    fn check(&self, ip: IpAddr, account: String) -> Result<(), ApiError> {
+        let clock = DefaultClock::default();
+        let wait = match (self.per_ip.check_key(&ip), self.per_account.check_key(&account)) {
+            (Err(n), _) | (_, Err(n)) => n.wait_time_from(clock.now()),
+            _ => return Ok(()),
+        };
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "too many login attempts; wait and retry",
+        );
+        e.retry_after_s = Some(wait.as_secs().max(1));
+        Err(e)
+    }
+
+    /// Forgets keys that have fully recovered (bounded memory).
+    pub fn prune(&self) {
+        self.per_account.retain_recent();
+        self.per_ip.retain_recent();
+    }
+}
+
+/// The `/v1` routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/login", post(login))
+        .route("/v1/logout", post(logout))
+        .route("/v1/token/refresh", post(refresh))
+        .route("/v1/me", get(me))
+        .route("/v1/directory", get(directory))
+        .route("/v1/calls", get(calls))
+        .route("/v1/calls/{call_id}", get(call))
+        .route("/v1/ice-servers", get(ice_servers))
+        .route("/v1/healthz", get(healthz))
+        .route("/v1/metrics", get(metrics))
+        .route("/v1/ws", get(crate::ws::upgrade))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .with_state(shared)
+}
+
+/// A request authenticated by `Authorization: Bearer <token>`.
+pub struct Auth {
+    user: AuthedUser,
+    token: String,
+}
+
+impl FromRequestParts<Arc<Shared>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "missing bearer token")
+            })?
+            .to_string();
+        match shared.store.resolve_token(&token).await? {
+            Ok(user) => Ok(Self { user, token }),
+            Err(TokenRefusal::Expired) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::TokenExpired,
+                "token expired; log in again",
+            )),
+            Err(TokenRefusal::Unknown) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "unknown or revoked token; log in again",
+            )),
+        }
+    }
+}
+
+fn client_ip(config: &Config, headers: &HeaderMap, addr: SocketAddr) -> IpAddr {
+    if config.trust_forwarded_for
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    addr.ip()
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, format!("bad JSON body: {e}")))
+}
+
+async fn login(
+    State(s): State<Arc<Shared>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let req: LoginRequest = json_body(&body)?;
+    s.limits
+        .check(client_ip(&s.config, &headers, addr), format!("{}/{}", req.tenant, req.user))
+        .inspect_err(|_| {
+            s.metrics.logins.get_or_create(&vec![("result", "rate_limited")]).inc();
+        })?;
+    let candidate = s.store.login_candidate(&req.tenant, &req.user).await?;
+    let ok = verify_password(req.password, candidate.as_ref().map(|c| c.password_hash.clone())).await;
+    let Some(c) = candidate.filter(|c| ok && !c.disabled) else {
+        s.metrics.logins.get_or_create(&vec![("result", "refused")]).inc();
+        tracing::info!(tenant = %req.tenant, user = %req.user, "login refused");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidCredentials,
+            "wrong tenant, user or password",
+        ));
+    };
+    let (token, expires_at_ms) = s.store.create_session(c.user_id, s.config.token_ttl).await?;
+    s.metrics.logins.get_or_create(&vec![("result", "ok")]).inc();
+    let who = s.store.resolve_token(&token).await?.map_err(|_| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "session vanished")
+    })?;
+    tracing::info!(tenant = %who.tenant, user = %who.user.user, "logged in");
+    Ok(Json(LoginResponse {
+        token,
+        expires_at_ms,
+        user: who.user,
+        tenant: who.tenant,
+    }))
+}
+
+async fn logout(State(s): State<Arc<Shared>>, auth: Auth) -> Result<StatusCode, ApiError> {
+    s.store.revoke(&auth.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn refresh(State(s): State<Arc<Shared>>, auth: Auth) -> Result<Json<LoginResponse>, ApiError> {
+    let (token, expires_at_ms) = s.store.create_session(auth.user.user_id, s.config.token_ttl).await?;
+    s.store.revoke(&auth.token).await?;
+    Ok(Json(LoginResponse {
+        token,
+        expires_at_ms,
+        user: auth.user.user,
+        tenant: auth.user.tenant,
+    }))
+}
+
+async fn me(State(s): State<Arc<Shared>>, auth: Auth) -> Json<MeResponse> {
+    let presence = s.hub.lock().expect("hub lock").presence_of(auth.user.user_id);
+    Json(MeResponse {
+        user: auth.user.user,
+        tenant: auth.user.tenant,
+        presence,
+        token_expires_at_ms: auth.user.token_expires_at_ms,
+    })
+}
+
+#[derive(Deserialize)]
+struct DirectoryQuery {
+    q: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn directory(
+    State(s): State<Arc<Shared>>,
+    auth: Auth,
+    Query(q): Query<DirectoryQuery>,
+) -> Result<Json<DirectoryResponse>, ApiError> {
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let rows = s.store.directory(auth.user.tenant_id, q.q.as_deref().unwrap_or(""), limit).await?;
+    let hub = s.hub.lock().expect("hub lock");
+    let users = rows
+        .into_iter()
+        .map(|c| DirectoryEntry {
+            presence: hub.presence_of(c.user_id),
+            user: c.user.user,
+            display_name: c.user.display_name,
+        })
+        .collect();
+    Ok(Json(DirectoryResponse { users }))
+}
+
+#[derive(Deserialize)]
+struct CallsQuery {
+    before: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn calls(
+    State(s): State<Arc<Shared>>,
+    auth: Auth,
+    Query(q): Query<CallsQuery>,
+) -> Result<Json<CallsResponse>, ApiError> {
+    let (calls, next_before) = s
+        .store
+        .calls_of(auth.user.user_id, q.before.as_deref(), q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(CallsResponse { calls, next_before }))
+}
+
+async fn call(
+    State(s): State<Arc<Shared>>,
+    auth: Auth,
+    Path(call_id): Path<String>,
+) -> Result<Json<CallRecord>, ApiError> {
+    s.store
+        .call_of(auth.user.user_id, &call_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such call"))
+}
+
+async fn ice_servers(State(s): State<Arc<Shared>>, auth: Auth) -> Json<IceServersResponse> {
+    Json(IceServersResponse {
+        ice_servers: ice::ice_servers(&s.config, &auth.user.tenant, &auth.user.user.user, now_ms()),
+        ttl_s: s.config.turn_ttl.as_secs(),
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.render(),
+    )
+}

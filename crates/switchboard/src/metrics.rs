@@ -1,0 +1,68 @@
+//! Prometheus metrics, served as text at `GET /v1/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The server's counters and gauges (all atomics; cheap to touch under the
+/// hub lock).
+pub struct Metrics {
+    registry: Registry,
+    /// Authenticated sockets open now.
+    pub connections: Gauge,
+    /// Calls ringing or answered now.
+    pub calls_active: Gauge,
+    /// Calls ended, by end reason.
+    pub calls_ended: Family<Labels, Counter>,
+    /// Frames received from clients.
+    pub frames_in: Counter,
+    /// Frames queued to clients.
+    pub frames_out: Counter,
+    /// `error` frames sent, by code.
+    pub errors: Family<Labels, Counter>,
+    /// Login attempts, by result.
+    pub logins: Family<Labels, Counter>,
+    /// CDR writes that failed even alone.
+    pub cdr_write_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let m = Self {
+            connections: Gauge::default(),
+            calls_active: Gauge::default(),
+            calls_ended: Family::default(),
+            frames_in: Counter::default(),
+            frames_out: Counter::default(),
+            errors: Family::default(),
+            logins: Family::default(),
+            cdr_write_errors: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Authenticated WebSocket connections", m.connections.clone());
+        registry.register("calls_active", "Calls ringing or answered", m.calls_active.clone());
+        registry.register("calls_ended", "Calls ended, by reason", m.calls_ended.clone());
+        registry.register("frames_received", "Frames received from clients", m.frames_in.clone());
+        registry.register("frames_sent", "Frames queued to clients", m.frames_out.clone());
+        registry.register("errors", "Error frames sent, by code", m.errors.clone());
+        registry.register("logins", "Login attempts, by result", m.logins.clone());
+        registry.register("cdr_write_errors", "CDR writes that failed", m.cdr_write_errors.clone());
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,983 @@
+//! The SQLite store: tenants, users, sessions, and call detail records.
+//!
+//! One file, `switchboard.db` in the data directory, in WAL mode so that the
+//! admin commands can write while the server runs. The schema comes from
+//! `migrations/` (sqlx). CDR writes go through [`CdrWriter`], a single task
+//! that commits them in order, batched, one transaction per batch.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use softphone_protocol::{
+    CallQuality, CallRecord, EndReason, UNKNOWN_USER, UserRef, valid_call_id,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::{mpsc, watch};
+
+use crate::{Error, now_ms};
+
+/// Database file name inside the data directory.
+pub const DB_FILE: &str = "switchboard.db";
+
+/// Tenant primary key.
+pub type TenantId = i64;
+/// User primary key.
+pub type UserId = i64;
+
+/// A user authenticated by a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthedUser {
+    /// User key.
+    pub user_id: UserId,
+    /// Tenant key.
+    pub tenant_id: TenantId,
+    /// Tenant name.
+    pub tenant: String,
+    /// User name and display name.
+    pub user: UserRef,
+    /// When the token expires, ms since the Unix epoch.
+    pub token_expires_at_ms: u64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// Unknown or revoked token, or disabled user.
+    Unknown,
+    /// Past its expiry.
+    Expired,
+}
+
+/// A user row, as the admin commands list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// User key.
+    pub id: UserId,
+    /// Tenant name.
+    pub tenant: String,
+    /// User name.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Whether login is refused.
+    pub disabled: bool,
+}
+
+/// A user looked up for login.
+#[derive(Debug, Clone)]
+pub struct LoginCandidate {
+    /// User key.
+    pub user_id: UserId,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Whether login is refused.
+    pub disabled: bool,
+}
+
+/// A user of a tenant, as routing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callee {
+    /// User key.
+    pub user_id: UserId,
+    /// Names.
+    pub user: UserRef,
+}
+
+/// The store: a pool over the SQLite file.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating when missing) `DB_FILE` in `data_dir`, and runs the
+    /// migrations.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be created, [`Error::Database`]
+    /// or [`Error::Migrate`] when SQLite refuses.
+    pub async fn open(data_dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool, path })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- tenants and users -------------------------------------------------
+
+    /// Adds a tenant.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the name is taken; [`Error::Invalid`] for an
+    /// empty or over-long (> 64 bytes) name.
+    pub async fn add_tenant(&self, name: &str) -> Result<TenantId, Error> {
+        check_name("tenant", name)?;
+        let r = sqlx::query("INSERT INTO tenants (name, created_at_ms) VALUES (?, ?)")
+            .bind(name)
+            .bind(now_ms() as i64)
+            .execute(&self.pool)
+            .await;
+        match r {
+            Ok(done) => Ok(done.last_insert_rowid()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(Error::Conflict(format!("tenant `{name}` exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lists tenant names, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list_tenants(&self) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query("SELECT name FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn tenant_id(&self, tenant: &str) -> Result<TenantId, Error> {
+        sqlx::query("SELECT id FROM tenants WHERE name = ?")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::NotFound(format!("no tenant `{tenant}`")))
+    }
+
+    /// Adds a user with an argon2id hash of `password` (≥ 8 characters).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown tenant, [`Error::Conflict`] for a
+    /// taken user name, [`Error::Invalid`] for a bad name or short password.
+    pub async fn add_user(
+        &self,
+        tenant: &str,
+        username: &str,
+        display_name: &str,
+        password: &str,
+    ) -> Result<UserId, Error> {
+        check_name("user", username)?;
+        if display_name.trim().is_empty() || display_name.len() > 128 {
+            return Err(Error::Invalid("display name must be 1–128 bytes".into()));
+        }
+        if password.chars().count() < 8 {
+            return Err(Error::Invalid("password must have at least 8 characters".into()));
+        }
+        let tenant_id = self.tenant_id(tenant).await?;
+        let hash = hash_password(password.to_string()).await?;
+        let r = sqlx::query(
+            "INSERT INTO users (tenant_id, username, display_name, password_hash, created_at_ms)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(username)
+        .bind(display_name)
+        .bind(hash)
+        .bind(now_ms() as i64)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(done) => Ok(done.last_insert_rowid()),
+            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
+                "user `{username}` exists in tenant `{tenant}`"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lists users, of one tenant or of all, sorted by tenant then name.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown tenant; [`Error::Database`].
+    pub async fn list_users(&self, tenant: Option<&str>) -> Result<Vec<UserRow>, Error> {
+        let tenant_id = match tenant {
+            Some(t) => Some(self.tenant_id(t).await?),
+            None => None,
+        };
+        let rows = sqlx::query(
+            "SELECT u.id, t.name, u.username, u.display_name, u.disabled
+             FROM users u JOIN tenants t ON t.id = u.tenant_id
+             WHERE ?1 IS NULL OR u.tenant_id = ?1
+             ORDER BY t.name, u.username",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| UserRow {
+                id: r.get(0),
+                tenant: r.get(1),
+                username: r.get(2),
+                display_name: r.get(3),
+                disabled: r.get::<i64, _>(4) != 0,
+            })
+            .collect())
+    }
+
+    /// Disables (or re-enables) a user. Disabling also revokes every token of
+    /// the user, so the next request or reconnect is refused.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown tenant or user.
+    pub async fn set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> Result<(), Error> {
+        let tenant_id = self.tenant_id(tenant).await?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET disabled = ? WHERE tenant_id = ? AND username = ?")
+            .bind(disabled as i64)
+            .bind(tenant_id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("no user `{username}` in tenant `{tenant}`")));
+        }
+        if disabled {
+            sqlx::query(
+                "DELETE FROM sessions WHERE user_id =
+                 (SELECT id FROM users WHERE tenant_id = ? AND username = ?)",
+            )
+            .bind(tenant_id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Looks a user up for login by tenant and user name.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn login_candidate(
+        &self,
+        tenant: &str,
+        username: &str,
+    ) -> Result<Option<LoginCandidate>, Error> {
+        let row = sqlx::query(
+            "SELECT u.id, u.password_hash, u.disabled FROM users u
+             JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ? AND u.username = ?",
+        )
+        .bind(tenant)
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| LoginCandidate {
+            user_id: r.get(0),
+            password_hash: r.get(1),
+            disabled: r.get::<i64, _>(2) != 0,
+        }))
+    }
+
+    /// Finds an enabled user of a tenant by user name.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn find_user(&self, tenant_id: TenantId, username: &str) -> Result<Option<Callee>, Error> {
+        let row = sqlx::query(
+            "SELECT id, username, display_name FROM users
+             WHERE tenant_id = ? AND username = ? AND disabled = 0",
+        )
+        .bind(tenant_id)
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Callee {
+            user_id: r.get(0),
+            user: UserRef {
+                user: r.get(1),
+                display_name: r.get(2),
+            },
+        }))
+    }
+
+    /// Enabled users of a tenant whose user or display name contains `query`
+    /// (case-insensitive; all when empty), sorted by user name, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn directory(
+        &self,
+        tenant_id: TenantId,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<Callee>, Error> {
+        let pattern = format!("%{}%", query.replace(['%', '_'], ""));
+        let rows = sqlx::query(
+            "SELECT id, username, display_name FROM users
+             WHERE tenant_id = ?1 AND disabled = 0
+               AND (username LIKE ?2 OR display_name LIKE ?2)
+             ORDER BY username LIMIT ?3",
+        )
+        .bind(tenant_id)
+        .bind(pattern)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Callee {
+                user_id: r.get(0),
+                user: UserRef {
+                    user: r.get(1),
+                    display_name: r.get(2),
+                },
+            })
+            .collect())
+    }
+
+    // ---- sessions -----------------------------------------------------------
+
+    /// Creates a session for `user_id` and returns its bearer token (256
+    /// random bits, base64url) and expiry (ms). Only the SHA-256 is stored.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn create_session(&self, user_id: UserId, ttl: Duration) -> Result<(String, u64), Error> {
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let now = now_ms();
+        let expires = now + ttl.as_millis() as u64;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash(&token).to_vec())
+        .bind(user_id)
+        .bind(now as i64)
+        .bind(expires as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok((token, expires))
+    }
+
+    /// Resolves a bearer token to its user.
+    ///
+    /// # Errors
+    /// `Ok(Err(refusal))` for an unknown, revoked or expired token or a
+    /// disabled user; [`Error::Database`] when the store fails.
+    pub async fn resolve_token(&self, token: &str) -> Result<Result<AuthedUser, TokenRefusal>, Error> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(Err(TokenRefusal::Unknown));
+        }
+        let row = sqlx::query(
+            "SELECT s.expires_at_ms, u.id, u.tenant_id, t.name, u.username, u.display_name, u.disabled
+             FROM sessions s JOIN users u ON u.id = s.user_id JOIN tenants t ON t.id = u.tenant_id
+             WHERE s.token_hash = ?",
+        )
+        .bind(token_hash(token).to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(Err(TokenRefusal::Unknown));
+        };
+        let expires: i64 = r.get(0);
+        if r.get::<i64, _>(6) != 0 {
+            return Ok(Err(TokenRefusal::Unknown));
+        }
+        if expires as u64 <= now_ms() {
+            return Ok(Err(TokenRefusal::Expired));
+        }
+        Ok(Ok(AuthedUser {
+            user_id: r.get(1),
+            tenant_id: r.get(2),
+            tenant: r.get(3),
+            user: UserRef {
+                user: r.get(4),
+                display_name: r.get(5),
+            },
+            token_expires_at_ms: expires as u64,
+        }))
+    }
+
+    /// Revokes a token (logout, refresh). Revoking an unknown token is not an
+    /// error.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn revoke(&self, token: &str) -> Result<(), Error> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash(token).to_vec())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes sessions expired before now; returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn purge_expired_sessions(&self) -> Result<u64, Error> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= ?")
+            .bind(now_ms() as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- CDRs ---------------------------------------------------------------
+
+    /// Marks calls left unfinished by a previous run (killed mid-call) as
+    /// `failed`. Their end time is the last heartbeat of that run (never
+    /// before the call's last event, never after now). Returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn recover_unfinished_calls(&self) -> Result<u64, Error> {
+        let now = now_ms() as i64;
+        let mut tx = self.pool.begin().await?;
+        let heartbeat: Option<i64> = sqlx::query("SELECT at_ms FROM server_heartbeat WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get(0));
+        let bound = heartbeat.unwrap_or(now).min(now);
+        let done = sqlx::query(
+            "UPDATE calls SET end_reason = 'failed',
+                 ended_at_ms = MAX(COALESCE(answered_at_ms, ringing_at_ms, created_at_ms), ?)
+             WHERE ended_at_ms IS NULL",
+        )
+        .bind(bound)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE calls SET duration_ms = CASE WHEN answered_at_ms IS NULL THEN 0
+                 ELSE ended_at_ms - answered_at_ms END
+             WHERE duration_ms IS NULL AND ended_at_ms IS NOT NULL",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Records that the server is alive now (see [`Self::recover_unfinished_calls`]).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn heartbeat(&self) -> Result<(), Error> {
+        sqlx::query("INSERT INTO server_heartbeat (id, at_ms) VALUES (1, ?)
+                     ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms")
+            .bind(now_ms() as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Call history of a user, newest first: at most `limit` records created
+    /// before the cursor `before` (from a previous page's `next_before`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a malformed cursor; [`Error::Database`].
+    pub async fn calls_of(
+        &self,
+        user_id: UserId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<CallRecord>, Option<String>), Error> {
+        let (before_ms, before_id) = match before {
+            None => (i64::MAX, String::new()),
+            Some(c) => parse_cursor(c).ok_or_else(|| Error::Invalid("bad `before` cursor".into()))?,
+        };
+        let limit = limit.clamp(1, 200) as i64;
+        let sql = format!(
+            "{CALL_SELECT} WHERE (c.caller_id = ?1 OR c.callee_id = ?1)
+               AND (c.created_at_ms < ?2 OR (c.created_at_ms = ?2 AND c.id < ?3))
+             ORDER BY c.created_at_ms DESC, c.id DESC LIMIT ?4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(before_ms)
+            .bind(before_id)
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut calls: Vec<CallRecord> = rows.iter().map(|r| call_record(r, user_id)).collect();
+        let next = if calls.len() as i64 > limit {
+            calls.truncate(limit as usize);
+            calls.last().map(|c| format!("{}_{}", c.created_at_ms, c.call_id))
+        } else {
+            None
+        };
+        Ok((calls, next))
+    }
+
+    /// One call detail record, if `user_id` was a party to it.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn call_of(&self, user_id: UserId, call_id: &str) -> Result<Option<CallRecord>, Error> {
+        let sql = format!("{CALL_SELECT} WHERE c.id = ?2 AND (c.caller_id = ?1 OR c.callee_id = ?1)");
+        let row = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(call_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| call_record(&r, user_id)))
+    }
+
+    /// Whether `user_id` was a party to `call_id` (for late `call.stats`).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn is_party(&self, user_id: UserId, call_id: &str) -> Result<bool, Error> {
+        Ok(sqlx::query("SELECT 1 FROM calls WHERE id = ?2 AND (caller_id = ?1 OR callee_id = ?1)")
+            .bind(user_id)
+            .bind(call_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    async fn apply(&self, tx: &mut sqlx::SqliteConnection, w: &CdrWrite) -> Result<(), sqlx::Error> {
+        match w {
+            CdrWrite::Created {
+                call_id,
+                tenant_id,
+                caller_id,
+                callee_id,
+                caller_device,
+                at_ms,
+            } => {
+                sqlx::query(
+                    "INSERT INTO calls (id, tenant_id, caller_id, callee_id, caller_device, created_at_ms)
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(call_id)
+                .bind(tenant_id)
+                .bind(caller_id)
+                .bind(callee_id)
+                .bind(caller_device)
+                .bind(*at_ms as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            CdrWrite::Ringing { call_id, at_ms } => {
+                sqlx::query("UPDATE calls SET ringing_at_ms = ? WHERE id = ? AND ringing_at_ms IS NULL")
+                    .bind(*at_ms as i64)
+                    .bind(call_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            CdrWrite::Answered {
+                call_id,
+                device,
+                at_ms,
+            } => {
+                sqlx::query("UPDATE calls SET answered_at_ms = ?, answered_device = ? WHERE id = ?")
+                    .bind(*at_ms as i64)
+                    .bind(device)
+                    .bind(call_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            CdrWrite::Ended {
+                call_id,
+                at_ms,
+                reason,
+                by,
+            } => {
+                sqlx::query(
+                    "UPDATE calls SET ended_at_ms = ?1, end_reason = ?2, ended_by = ?3,
+                         duration_ms = CASE WHEN answered_at_ms IS NULL THEN 0
+                                            ELSE MAX(0, ?1 - answered_at_ms) END
+                     WHERE id = ?4 AND ended_at_ms IS NULL",
+                )
+                .bind(*at_ms as i64)
+                .bind(reason.as_str())
+                .bind(by)
+                .bind(call_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            CdrWrite::Quality {
+                call_id,
+                user_id,
+                quality: q,
+                at_ms,
+            } => {
+                sqlx::query(
+                    "INSERT INTO call_quality
+                       (call_id, user_id, rtt_ms, jitter_ms, loss_pct, mos, send_kbps, recv_kbps, posted_at_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT(call_id, user_id) DO UPDATE SET
+                       rtt_ms = excluded.rtt_ms, jitter_ms = excluded.jitter_ms,
+                       loss_pct = excluded.loss_pct, mos = excluded.mos,
+                       send_kbps = excluded.send_kbps, recv_kbps = excluded.recv_kbps,
+                       posted_at_ms = excluded.posted_at_ms",
+                )
+                .bind(call_id)
+                .bind(user_id)
+                .bind(q.rtt_ms)
+                .bind(q.jitter_ms)
+                .bind(q.loss_pct)
+                .bind(q.mos)
+                .bind(q.send_kbps)
+                .bind(q.recv_kbps)
+                .bind(*at_ms as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const CALL_SELECT: &str = "SELECT c.id, c.caller_id, cu.username, cu.display_name,
+       ce.username, ce.display_name, c.answered_device, c.created_at_ms, c.ringing_at_ms,
+       c.answered_at_ms, c.ended_at_ms, c.duration_ms, c.end_reason, eb.username,
+       qa.rtt_ms, qa.jitter_ms, qa.loss_pct, qa.mos, qa.send_kbps, qa.recv_kbps,
+       qb.rtt_ms, qb.jitter_ms, qb.loss_pct, qb.mos, qb.send_kbps, qb.recv_kbps,
+       qa.posted_at_ms, qb.posted_at_ms
+     FROM calls c
+     LEFT JOIN users cu ON cu.id = c.caller_id
+     LEFT JOIN users ce ON ce.id = c.callee_id
+     LEFT JOIN users eb ON eb.id = c.ended_by
+     LEFT JOIN call_quality qa ON qa.call_id = c.id AND qa.user_id = c.caller_id
+     LEFT JOIN call_quality qb ON qb.call_id = c.id AND qb.user_id = c.callee_id";
+
+fn call_record(r: &sqlx::sqlite::SqliteRow, me: UserId) -> CallRecord {
+    let user = |name: Option<String>, display: Option<String>| UserRef {
+        user: name.unwrap_or_else(|| UNKNOWN_USER.into()),
+        display_name: display.unwrap_or_else(|| UNKNOWN_USER.into()),
+    };
+    let quality = |base: usize, posted: usize| -> Option<CallQuality> {
+        r.get::<Option<i64>, _>(posted)?;
+        Some(CallQuality {
+            rtt_ms: r.get(base),
+            jitter_ms: r.get(base + 1),
+            loss_pct: r.get(base + 2),
+            mos: r.get(base + 3),
+            send_kbps: r.get(base + 4),
+            recv_kbps: r.get(base + 5),
+        })
+    };
+    let opt_u64 = |i: usize| r.get::<Option<i64>, _>(i).map(|v| v as u64);
+    let outgoing = r.get::<i64, _>(1) == me;
+    let answered_at_ms = opt_u64(9);
+    let end_reason = r.get::<Option<String>, _>(12).and_then(|s| EndReason::parse(&s));
+    CallRecord {
+        call_id: r.get(0),
+        direction: if outgoing { "outgoing" } else { "incoming" }.into(),
+        caller: user(r.get(2), r.get(3)),
+        callee: user(r.get(4), r.get(5)),
+        answered_device: r.get(6),
+        created_at_ms: r.get::<i64, _>(7) as u64,
+        ringing_at_ms: opt_u64(8),
+        answered_at_ms,
+        ended_at_ms: opt_u64(10),
+        duration_ms: opt_u64(11),
+        end_reason,
+        ended_by: r.get(13),
+        missed: !outgoing && answered_at_ms.is_none() && end_reason.is_some_and(|e| {
+            matches!(e, EndReason::NoAnswer | EndReason::Cancelled | EndReason::Unavailable | EndReason::Failed)
+        }),
+        caller_quality: quality(14, 26),
+        callee_quality: quality(20, 27),
+    }
+}
+
+fn parse_cursor(c: &str) -> Option<(i64, String)> {
+    let (ms, id) = c.split_once('_')?;
+    let ms = ms.parse().ok()?;
+    valid_call_id(id).then(|| (ms, id.to_string()))
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{what} name must be 1–64 characters of A–Z a–z 0–9 - _ . @"
+        )))
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// SHA-256 of a token: what the sessions table stores.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Hashes a password with argon2id (default parameters: 19 MiB, t = 2, p = 1)
+/// on the blocking pool.
+///
+/// # Errors
+/// [`Error::Internal`] if hashing fails.
+pub async fn hash_password(password: String) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Internal(format!("argon2: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Verifies a password against a PHC hash on the blocking pool. With `None`
+/// it verifies against a fixed dummy hash, so that unknown users take as long
+/// as known ones.
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(b"not a password anyone has", &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+});
+
+/// One change to a call detail record, applied in order by [`CdrWriter`].
+#[derive(Debug, Clone)]
+pub enum CdrWrite {
+    /// The invite was accepted for routing.
+    Created {
+        /// Call id.
+        call_id: String,
+        /// Tenant.
+        tenant_id: TenantId,
+        /// Caller.
+        caller_id: UserId,
+        /// Callee.
+        callee_id: UserId,
+        /// Caller's device id.
+        caller_device: String,
+        /// ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// First callee device ringing.
+    Ringing {
+        /// Call id.
+        call_id: String,
+        /// ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// Answered on `device`.
+    Answered {
+        /// Call id.
+        call_id: String,
+        /// Answering device id.
+        device: String,
+        /// ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// Ended.
+    Ended {
+        /// Call id.
+        call_id: String,
+        /// ms since the Unix epoch.
+        at_ms: u64,
+        /// Why.
+        reason: EndReason,
+        /// Party that ended it.
+        by: Option<UserId>,
+    },
+    /// A party's quality summary.
+    Quality {
+        /// Call id.
+        call_id: String,
+        /// Who posted it.
+        user_id: UserId,
+        /// The figures.
+        quality: CallQuality,
+        /// ms since the Unix epoch.
+        at_ms: u64,
+    },
+}
+
+/// Sending side of the CDR writer: numbered writes, applied in order.
+#[derive(Debug)]
+pub struct CdrQueue {
+    tx: mpsc::UnboundedSender<(u64, CdrWrite)>,
+    seq: u64,
+}
+
+impl CdrQueue {
+    /// Queues a write; returns its sequence number, which the writer
+    /// publishes once it is committed.
+    pub fn push(&mut self, w: CdrWrite) -> u64 {
+        self.seq += 1;
+        if self.tx.send((self.seq, w)).is_err() {
+            tracing::error!("CDR writer is gone; a call record change was dropped");
+        }
+        self.seq
+    }
+
+    /// Stops the queue: later writes are dropped (and logged), and the writer
+    /// ends once it has committed what it already has.
+    pub fn close(&mut self) {
+        let (tx, _) = mpsc::unbounded_channel();
+        self.tx = tx;
+    }
+}
+
+/// The task that commits CDR writes: drains its queue, applies up to 512
+/// writes in one transaction, then publishes the highest committed sequence
+/// number on a `watch` channel.
+pub struct CdrWriter;
+
+impl CdrWriter {
+    /// Starts the writer. Returns the queue, the committed-sequence watch,
+    /// and the task, which ends after the queue is dropped and drained.
+    pub fn start(
+        store: Store,
+        on_error: impl Fn() + Send + 'static,
+    ) -> (CdrQueue, watch::Receiver<u64>, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, CdrWrite)>();
+        let (committed_tx, committed_rx) = watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(512);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < 512 {
+                    match rx.try_recv() {
+                        Ok(w) => batch.push(w),
+                        Err(_) => break,
+                    }
+                }
+                let last = batch.last().map(|(s, _)| *s).unwrap_or(0);
+                if let Err(e) = store.commit_batch(&batch).await {
+                    tracing::warn!(error = %e, n = batch.len(), "CDR batch failed; applying one by one");
+                    for (seq, w) in &batch {
+                        if let Err(e) = store.commit_batch(std::slice::from_ref(&(*seq, w.clone()))).await {
+                            on_error();
+                            tracing::error!(error = %e, write = ?w, "CDR write failed");
+                        }
+                    }
+                }
+                batch.clear();
+                committed_tx.send_replace(last);
+            }
+        });
+        (CdrQueue { tx, seq: 0 }, committed_rx, task)
+    }
+}
+
+impl Store {
+    async fn commit_batch(&self, batch: &[(u64, CdrWrite)]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for (_, w) in batch {
+            self.apply(&mut tx, w).await?;
+        }
+        tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn users_sessions_and_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        store.add_tenant("acme").await.unwrap();
+        assert!(matches!(store.add_tenant("acme").await, Err(Error::Conflict(_))));
+        assert!(matches!(store.add_tenant("bad name").await, Err(Error::Invalid(_))));
+        let uid = store.add_user("acme", "alice", "Alice", "correct horse").await.unwrap();
+        assert!(matches!(
+            store.add_user("acme", "bob", "Bob", "short").await,
+            Err(Error::Invalid(_))
+        ));
+        let c = store.login_candidate("acme", "alice").await.unwrap().unwrap();
+        assert!(verify_password("correct horse".into(), Some(c.password_hash.clone())).await);
+        assert!(!verify_password("wrong horse".into(), Some(c.password_hash)).await);
+
+        let (token, _) = store.create_session(uid, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(token.len(), 43);
+        let who = store.resolve_token(&token).await.unwrap().unwrap();
+        assert_eq!(who.user.user, "alice");
+        assert_eq!(who.tenant, "acme");
+
+        let (short, _) = store.create_session(uid, Duration::ZERO).await.unwrap();
+        assert_eq!(store.resolve_token(&short).await.unwrap(), Err(TokenRefusal::Expired));
+        assert_eq!(store.purge_expired_sessions().await.unwrap(), 1);
+
+        store.set_disabled("acme", "alice", true).await.unwrap();
+        assert_eq!(store.resolve_token(&token).await.unwrap(), Err(TokenRefusal::Unknown));
+        assert!(store.find_user(who.tenant_id, "alice").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn unfinished_calls_are_failed_on_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let t = store.add_tenant("acme").await.unwrap();
+        let a = store.add_user("acme", "a", "A", "password1").await.unwrap();
+        let b = store.add_user("acme", "b", "B", "password1").await.unwrap();
+        let (mut q, mut committed, task) = CdrWriter::start(store.clone(), || {});
+        let now = now_ms();
+        q.push(CdrWrite::Created {
+            call_id: "c1".into(),
+            tenant_id: t,
+            caller_id: a,
+            callee_id: b,
+            caller_device: "d".into(),
+            at_ms: now - 10_000,
+        });
+        let seq = q.push(CdrWrite::Answered {
+            call_id: "c1".into(),
+            device: "db".into(),
+            at_ms: now - 9_000,
+        });
+        committed.wait_for(|c| *c >= seq).await.unwrap();
+        drop(q);
+        task.await.unwrap();
+        store.heartbeat().await.unwrap();
+        assert_eq!(store.recover_unfinished_calls().await.unwrap(), 1);
+        let rec = store.call_of(a, "c1").await.unwrap().unwrap();
+        assert_eq!(rec.end_reason, Some(EndReason::Failed));
+        let d = rec.duration_ms.unwrap();
+        assert!((8_900..=10_000).contains(&d), "duration {d}");
+        assert_eq!(store.recover_unfinished_calls().await.unwrap(), 0);
+    }
+}

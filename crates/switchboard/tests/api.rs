@@ -1,0 +1,241 @@
+//! Login, tokens, rate limits, tenant isolation and the HTTP endpoints.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn login_me_refresh_logout() {
+    let srv = TestServer::start().await;
+    let (status, body) = srv
+        .post("/v1/login", None, json!({"tenant": "acme", "user": "alice", "password": "wrong-pass"}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    let (status, body) = srv
+        .post("/v1/login", None, json!({"tenant": "acme", "user": "nobody", "password": PW}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    let (status, body) = srv.post("/v1/login", None, json!({"tenant": "acme"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_frame")));
+
+    let (status, body) = srv
+        .post("/v1/login", None, json!({"tenant": "acme", "user": "alice", "password": PW}))
+        .await;
+    assert_eq!(status, 200);
+    let token = body["token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 43);
+    let ttl = body["expires_at_ms"].as_u64().unwrap() - switchboard::now_ms();
+    assert!((86_300_000..=86_400_000).contains(&ttl), "ttl {ttl}");
+
+    let (status, me) = srv.get("/v1/me", Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["user"]["user"], "alice");
+    assert_eq!(me["tenant"], "acme");
+    assert_eq!(me["presence"], "offline");
+
+    let (status, fresh) = srv.post("/v1/token/refresh", Some(&token), json!({})).await;
+    assert_eq!(status, 200);
+    let fresh = fresh["token"].as_str().unwrap().to_string();
+    assert_ne!(fresh, token);
+    let (status, body) = srv.get("/v1/me", Some(&token)).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+
+    let (status, _) = srv.post("/v1/logout", Some(&fresh), json!({})).await;
+    assert_eq!(status, 204);
+    let (status, _) = srv.get("/v1/me", Some(&fresh)).await;
+    assert_eq!(status, 401);
+    let (status, body) = srv.get("/v1/me", None).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused_over_http_and_websocket() {
+    let srv = TestServer::start_with(|c| c.token_ttl = Duration::from_millis(1500)).await;
+    let token = srv.login("acme", "alice").await;
+    let (status, _) = srv.get("/v1/me", Some(&token)).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let (status, body) = srv.get("/v1/me", Some(&token)).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("token_expired")));
+
+    let ws = srv.raw_socket().await;
+    let mut c = Client { ws, token: token.clone(), user: "alice".into(), device: "a1".into(), welcome: json!(null) };
+    c.send(json!({"type": "hello", "id": "h", "token": token, "device_id": "a1"})).await;
+    c.expect_error("token_expired", Some("h")).await;
+    assert_eq!(c.expect_close().await, 4001);
+}
+
+#[tokio::test]
+async fn bad_tokens_and_bad_hellos_close_with_documented_codes() {
+    let srv = TestServer::start().await;
+    let ws = srv.raw_socket().await;
+    let mut c = Client { ws, token: String::new(), user: "x".into(), device: "x".into(), welcome: json!(null) };
+    c.send(json!({"type": "hello", "id": "h1", "token": "not-a-token", "device_id": "d"})).await;
+    c.expect_error("unauthorized", Some("h1")).await;
+    assert_eq!(c.expect_close().await, 4001);
+
+    let token = srv.login("acme", "alice").await;
+    let ws = srv.raw_socket().await;
+    let mut c = Client { ws, token: token.clone(), user: "alice".into(), device: "x".into(), welcome: json!(null) };
+    c.send(json!({"type": "hello", "id": "h2", "token": token, "device_id": "d", "protocol": 99})).await;
+    c.expect_error("protocol_version", Some("h2")).await;
+    assert_eq!(c.expect_close().await, 4000);
+
+    let ws = srv.raw_socket().await;
+    let mut c = Client { ws, token: token.clone(), user: "alice".into(), device: "x".into(), welcome: json!(null) };
+    c.send(json!({"type": "hello", "id": "h3", "token": token, "device_id": "bad device id!"})).await;
+    c.expect_error("invalid_value", Some("h3")).await;
+    assert_eq!(c.expect_close().await, 4000);
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_account_and_per_ip() {
+    let srv = TestServer::start_with(|c| {
+        c.login_per_account_per_min = 3;
+        c.login_per_ip_per_min = 5;
+    })
+    .await;
+    for _ in 0..3 {
+        let (status, _) = srv
+            .post("/v1/login", None, json!({"tenant": "acme", "user": "alice", "password": "bad-guess"}))
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = srv
+        .post("/v1/login", None, json!({"tenant": "acme", "user": "alice", "password": PW}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+    // Another account from the same IP still works, until the IP limit.
+    let (status, _) = srv
+        .post("/v1/login", None, json!({"tenant": "acme", "user": "bob", "password": PW}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = srv
+        .post("/v1/login", None, json!({"tenant": "acme", "user": "carol", "password": PW}))
+        .await;
+    assert_eq!(status, 429);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/login", srv.base))
+        .json(&json!({"tenant": "acme", "user": "dave", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+}
+
+#[tokio::test]
+async fn tenants_are_isolated_and_foreign_things_look_unknown() {
+    let srv = TestServer::start().await;
+    let mut alice = srv.client("alice", "a1").await;
+    let mut bob = srv.client("bob", "b1").await;
+    let mut mallory = srv.client("mallory", "m1").await;
+
+    // Inviting a user of another tenant is the same not_found as an unknown user.
+    mallory.invite("m-to-alice", "alice").await;
+    let foreign = mallory.expect_error("not_found", Some("inv-m-to-alice")).await;
+    mallory.invite("m-to-nobody", "nobody").await;
+    let unknown = mallory.expect_error("not_found", Some("inv-m-to-nobody")).await;
+    assert_eq!(
+        foreign["message"].as_str().unwrap().replace("alice", "X"),
+        unknown["message"].as_str().unwrap().replace("nobody", "X")
+    );
+    alice.expect_silence(200).await;
+
+    answered_call(&mut alice, &mut bob, "acme-call").await;
+    // Mallory cannot touch, read or even see the call.
+    for frame in [
+        json!({"type": "call.hangup", "id": "x", "call_id": "acme-call"}),
+        json!({"type": "call.accept", "id": "x", "call_id": "acme-call", "sdp": "v=0"}),
+        json!({"type": "ice.candidate", "id": "x", "call_id": "acme-call", "candidate": null}),
+        json!({"type": "call.stats", "id": "x", "call_id": "acme-call", "mos": 1.0}),
+    ] {
+        mallory.send(frame).await;
+        mallory.expect_error("not_found", Some("x")).await;
+    }
+    let (status, body) = srv.get("/v1/calls/acme-call", Some(&mallory.token)).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (_, hist) = srv.get("/v1/calls", Some(&mallory.token)).await;
+    assert!(hist["calls"].as_array().unwrap().is_empty());
+    // Nor see acme's people or presence.
+    let (_, dir) = srv.get("/v1/directory", Some(&mallory.token)).await;
+    let users: Vec<_> = dir["users"].as_array().unwrap_or_else(|| panic!("{dir}")).iter().map(|u| u["user"].clone()).collect();
+    assert_eq!(users, vec![json!("mallory")]);
+    mallory.expect_silence(200).await; // no presence frames from acme either
+}
+
+#[tokio::test]
+async fn history_is_paginated_newest_first() {
+    let srv = TestServer::start().await;
+    let mut alice = srv.client("alice", "a1").await;
+    for i in 0..5 {
+        alice.invite(&format!("h{i}"), "bob").await; // bob offline: ends at once
+        alice.expect("call.ended").await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, p1) = srv.get("/v1/calls?limit=2", Some(&alice.token)).await;
+    let ids = |p: &serde_json::Value| -> Vec<String> {
+        p["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&p1), ["h4", "h3"]);
+    let next = p1["next_before"].as_str().unwrap();
+    let (_, p2) = srv.get(&format!("/v1/calls?limit=2&before={next}"), Some(&alice.token)).await;
+    assert_eq!(ids(&p2), ["h2", "h1"]);
+    let next = p2["next_before"].as_str().unwrap();
+    let (_, p3) = srv.get(&format!("/v1/calls?limit=2&before={next}"), Some(&alice.token)).await;
+    assert_eq!(ids(&p3), ["h0"]);
+    assert!(p3["next_before"].is_null());
+    let (status, body) = srv.get("/v1/calls?before=garbage", Some(&alice.token)).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_value")));
+}
+
+#[tokio::test]
+async fn ice_servers_carry_time_limited_turn_credentials() {
+    let srv = TestServer::start_with(|c| {
+        c.stun_urls = vec!["stun:stun.example.org:3478".into()];
+        c.turn_urls = vec!["turn:turn.example.org:3478?transport=udp".into()];
+        c.turn_secret = Some("s3cret".into());
+        c.turn_ttl = Duration::from_secs(600);
+    })
+    .await;
+    let alice = srv.client("alice", "a1").await;
+    let (status, body) = srv.get("/v1/ice-servers", Some(&alice.token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["ttl_s"], 600);
+    let servers = body["ice_servers"].as_array().unwrap();
+    assert_eq!(servers[0]["urls"][0], "stun:stun.example.org:3478");
+    let user = servers[1]["username"].as_str().unwrap();
+    let (expiry, who) = user.split_once(':').unwrap();
+    assert_eq!(who, "acme/alice");
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = switchboard::now_ms() / 1000;
+    assert!((now + 590..=now + 610).contains(&expiry));
+    assert!(!servers[1]["credential"].as_str().unwrap().is_empty());
+    assert_eq!(alice.welcome["ice_servers"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let srv = TestServer::start().await;
+    let (status, body) = srv.get("/v1/healthz", None).await;
+    assert_eq!((status, body.as_str()), (200, Some("ok\n")));
+    let mut alice = srv.client("alice", "a1").await;
+    alice.send_raw("not json").await;
+    alice.expect_error("bad_frame", None).await;
+    alice.invite("m1", "bob").await;
+    alice.expect("call.ended").await;
+    let (status, text) = srv.get("/v1/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap();
+    assert!(text.contains("switchboard_connections 1"), "{text}");
+    assert!(text.contains(r#"switchboard_calls_ended_total{reason="unavailable"} 1"#), "{text}");
+    assert!(text.contains(r#"switchboard_errors_total{code="bad_frame"} 1"#), "{text}");
+    assert!(text.contains(r#"switchboard_logins_total{result="ok"} 1"#), "{text}");
+    let (status, body) = srv.get("/v1/nothing-here", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+}

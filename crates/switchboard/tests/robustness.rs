@@ -1,0 +1,305 @@
+//! Bad input never crashes or wedges the server; records survive SIGKILL and
+//! shutdown; the admin commands work.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn every_bad_frame_gets_a_coded_error_and_the_socket_stays_usable() {
+    let srv = TestServer::start().await;
+
+    // Before hello: refused, but the socket waits for a hello.
+    let ws = srv.raw_socket().await;
+    let mut early = Client { ws, token: String::new(), user: "alice".into(), device: "a0".into(), welcome: json!(null) };
+    early.send(json!({"type": "call.invite", "id": "too-early", "call_id": "x", "to": "bob", "sdp": "v=0"})).await;
+    early.expect_error("not_authenticated", Some("too-early")).await;
+    early.send_raw("{{{").await;
+    early.expect_error("bad_frame", None).await;
+    let token = srv.login("acme", "alice").await;
+    early.send(json!({"type": "hello", "token": token, "device_id": "a0"})).await;
+    early.expect("welcome").await;
+    early.assert_usable().await;
+
+    let mut alice = srv.client("alice", "a1").await;
+    let mut bob = srv.client("bob", "b1").await;
+    let cases: Vec<(String, &str, Option<&str>)> = vec![
+        ("not json at all".into(), "bad_frame", None),
+        ("[1,2,3]".into(), "bad_frame", None),
+        (r#"{"id":"n1"}"#.into(), "bad_frame", Some("n1")),
+        (r#"{"id":"n2","type":"call.teleport"}"#.into(), "unknown_type", Some("n2")),
+        (r#"{"id":"n3","type":"call.invite","to":"bob"}"#.into(), "bad_frame", Some("n3")),
+        (r#"{"id":"n4","type":"call.accept","call_id":7,"sdp":"v=0"}"#.into(), "bad_frame", Some("n4")),
+        (r#"{"id":"n5","type":"call.hangup","call_id":"no-such-call"}"#.into(), "not_found", Some("n5")),
+        (r#"{"id":"n6","type":"call.invite","call_id":"bad id!","to":"bob","sdp":"v=0"}"#.into(), "invalid_value", Some("n6")),
+        (r#"{"id":"n7","type":"call.invite","call_id":"c7","to":"alice","sdp":"v=0"}"#.into(), "self_call", Some("n7")),
+        (r#"{"id":"n8","type":"hello","token":"t","device_id":"d"}"#.into(), "already_authenticated", Some("n8")),
+        (r#"{"id":"n9","type":"call.stats","call_id":"x","loss_pct":250}"#.into(), "invalid_value", Some("n9")),
+        (format!(r#"{{"id":"big","type":"ping","pad":"{}"}}"#, "x".repeat(70_000)), "frame_too_large", Some("big")),
+        (format!(r#"{{"id":"sdp","type":"call.invite","call_id":"c8","to":"bob","sdp":"{}"}}"#, "v".repeat(40_000)), "invalid_value", Some("sdp")),
+    ];
+    for (text, code, ref_id) in &cases {
+        alice.send_raw(text).await;
+        alice.expect_error(code, *ref_id).await;
+    }
+    alice.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    alice.expect_error("bad_frame", None).await;
+    alice.assert_usable().await;
+
+    // Accepting and hanging up twice.
+    answered_call(&mut alice, &mut bob, "twice").await;
+    bob.accept("twice").await;
+    bob.expect_error("call_state", Some("acc-twice")).await;
+    alice.hangup("twice").await;
+    alice.expect("call.ended").await;
+    bob.expect("call.ended").await;
+    alice.hangup("twice").await;
+    alice.expect_error("call_state", Some("bye-twice")).await;
+    bob.hangup("twice").await;
+    bob.expect_error("call_state", Some("bye-twice")).await;
+    // Reusing a call id.
+    alice.invite("twice", "bob").await;
+    alice.expect_error("call_exists", Some("inv-twice")).await;
+    // Updates before an answer, stats after the end.
+    alice.invite("early-update", "bob").await;
+    bob.expect("call.incoming").await;
+    alice.send(json!({"type": "call.update", "id": "u", "call_id": "early-update", "kind": "offer", "sdp": "v=0"})).await;
+    alice.expect_error("call_state", Some("u")).await;
+    alice.send(json!({"type": "call.stats", "id": "st", "call_id": "twice", "mos": 4.1})).await;
+    alice.assert_usable().await;
+    bob.assert_usable().await;
+}
+
+#[tokio::test]
+async fn frames_over_the_hard_limit_close_with_1009_and_the_server_lives_on() {
+    let srv = TestServer::start().await;
+    let mut alice = srv.client("alice", "a1").await;
+    let huge = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(300 * 1024));
+    let _ = alice.ws.send(Message::text(huge)).await;
+    let code = alice.expect_close().await;
+    assert_eq!(code, 1009);
+    let mut again = srv.client("alice", "a2").await;
+    again.assert_usable().await;
+}
+
+#[tokio::test]
+async fn frame_floods_are_rate_limited_without_closing() {
+    let srv = TestServer::start_with(|c| c.frames_per_sec = 5).await;
+    let mut alice = srv.client("alice", "a1").await;
+    for i in 0..40 {
+        alice.send(json!({"type": "ping", "id": format!("p{i}")})).await;
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    for _ in 0..40 {
+        let v = alice.recv().await;
+        match v["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") => {
+                assert_eq!(v["code"], "rate_limited");
+                assert!(v["ref"].as_str().unwrap().starts_with('p'));
+                limited += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!((20..=22).contains(&pongs), "{pongs} pongs");
+    assert_eq!(pongs + limited, 40);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    alice.assert_usable().await;
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_after_three_heartbeats() {
+    let srv = TestServer::start_with(|c| c.heartbeat = Duration::from_millis(300)).await;
+    let mut alice = srv.client("alice", "a1").await;
+    assert_eq!(alice.welcome["heartbeat_ms"], 300);
+    assert_eq!(alice.expect_close().await, 4004);
+}
+
+#[tokio::test]
+async fn a_socket_that_never_says_hello_is_closed() {
+    let srv = TestServer::start().await;
+    let mut ws = srv.raw_socket().await;
+    let started = std::time::Instant::now();
+    assert_eq!(close_code(&mut ws).await, 4003);
+    assert!(started.elapsed() >= Duration::from_secs(9));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_tells_clients_and_keeps_records() {
+    let mut srv = TestServer::start().await;
+    let mut alice = srv.client("alice", "a1").await;
+    let mut bob = srv.client("bob", "b1").await;
+    answered_call(&mut alice, &mut bob, "before-stop").await;
+    alice.hangup("before-stop").await;
+    alice.expect("call.ended").await;
+    bob.expect("call.ended").await;
+    answered_call(&mut alice, &mut bob, "during-stop").await;
+    srv.stop().await;
+    assert_eq!(alice.expect_close().await, 1012);
+    assert_eq!(bob.expect_close().await, 1012);
+
+    // Restart on the same file: the ended call is intact, the open one failed.
+    let dir = std::mem::replace(&mut srv.dir, tempfile::tempdir().unwrap());
+    let store = switchboard::Store::open(dir.path()).await.unwrap();
+    let srv2 = TestServer::serve(dir, store, |_| {}).await;
+    let token = srv2.login("acme", "alice").await;
+    let (_, done) = srv2.get("/v1/calls/before-stop", Some(&token)).await;
+    assert_eq!(done["end_reason"], "completed");
+    let (_, open) = srv2.get("/v1/calls/during-stop", Some(&token)).await;
+    assert_eq!(open["end_reason"], "failed");
+    assert!(open["answered_at_ms"].as_u64().is_some());
+}
+
+/// The binary, run as an operator would; killed when dropped.
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn switchboard_cmd(data: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    c.arg("--data-dir").arg(data).env("SWITCHBOARD_LOG", "warn");
+    c
+}
+
+fn admin(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = switchboard_cmd(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn start_binary(data: &std::path::Path) -> Proc {
+    let mut child = switchboard_cmd(data)
+        .stderr(Stdio::null())
+        .args(["serve", "--listen", "127.0.0.1:0", "--login-per-ip-per-min", "1000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    Proc { child, base }
+}
+
+#[tokio::test]
+async fn admin_commands_manage_tenants_and_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(admin(d, &["tenant", "add", "acme"], None).0);
+    let (ok, out) = admin(d, &["tenant", "add", "acme"], None);
+    assert!(!ok && out.contains("exists"), "{out}");
+    let (ok, out) = admin(d, &["user", "add", "--tenant", "acme", "--user", "alice", "--display-name", "Alice Martin", "--password-stdin"], Some("password-123\n"));
+    assert!(ok, "{out}");
+    let (ok, out) = admin(d, &["user", "add", "--tenant", "acme", "--user", "bob", "--display-name", "Bob", "--password-stdin"], Some("short\n"));
+    assert!(!ok && out.contains("at least 8"), "{out}");
+    let (ok, out) = admin(d, &["user", "add", "--tenant", "nope", "--user", "x", "--display-name", "X", "--password-stdin"], Some("password-123"));
+    assert!(!ok && out.contains("no tenant"), "{out}");
+    let (_, out) = admin(d, &["user", "list"], None);
+    assert!(out.contains("alice") && out.contains("Alice Martin") && out.contains("active"), "{out}");
+
+    let mut p = start_binary(d);
+    let token = login_at(&p.base, "acme", "alice").await;
+    assert!(admin(d, &["user", "disable", "--tenant", "acme", "--user", "alice"], None).0);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/login", p.base))
+        .json(&json!({"tenant": "acme", "user": "alice", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let me = reqwest::Client::new().get(format!("{}/v1/me", p.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.status(), 401, "disabling revokes tokens");
+    let (_, out) = admin(d, &["user", "list", "--tenant", "acme"], None);
+    assert!(out.contains("disabled"), "{out}");
+    assert!(admin(d, &["user", "enable", "--tenant", "acme", "--user", "alice"], None).0);
+    login_at(&p.base, "acme", "alice").await;
+    p.child.kill().unwrap();
+    let _ = p.child.wait();
+}
+
+#[tokio::test]
+async fn sigkill_mid_call_keeps_ended_calls_and_fails_open_ones_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(admin(d, &["tenant", "add", "acme"], None).0);
+    for u in ["alice", "bob"] {
+        let (ok, out) = admin(d, &["user", "add", "--tenant", "acme", "--user", u, "--display-name", u, "--password-stdin"], Some(PW));
+        assert!(ok, "{out}");
+    }
+    let mut p = start_binary(d);
+    let ws_url = format!("{}/v1/ws", p.base.replace("http://", "ws://"));
+    let ta = login_at(&p.base, "acme", "alice").await;
+    let tb = login_at(&p.base, "acme", "bob").await;
+    let mut alice = connect_at(&ws_url, &ta, "alice", "a1").await;
+    let mut bob = connect_at(&ws_url, &tb, "bob", "b1").await;
+    for i in 0..3 {
+        let id = format!("done-{i}");
+        answered_call(&mut alice, &mut bob, &id).await;
+        bob.hangup(&id).await;
+        alice.expect("call.ended").await;
+        bob.expect("call.ended").await;
+    }
+    answered_call(&mut alice, &mut bob, "open-call").await;
+    let mut bob2 = connect_at(&ws_url, &tb, "bob", "b2").await;
+    alice.invite("ringing-call", "bob").await;
+    bob2.expect("call.incoming").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // SIGKILL: no chance to flush anything.
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+
+    let mut p = start_binary(d);
+    let ta = login_at(&p.base, "acme", "alice").await;
+    let resp: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/calls?limit=50", p.base))
+        .bearer_auth(&ta)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = resp["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 5, "{resp}");
+    let by_id = |id: &str| calls.iter().find(|c| c["call_id"] == id).unwrap().clone();
+    for i in 0..3 {
+        let c = by_id(&format!("done-{i}"));
+        assert_eq!(c["end_reason"], "completed");
+        assert_eq!(c["ended_by"], "bob");
+    }
+    let open = by_id("open-call");
+    assert_eq!(open["end_reason"], "failed");
+    assert!(open["ended_at_ms"].as_u64().unwrap() >= open["answered_at_ms"].as_u64().unwrap());
+    assert_eq!(by_id("ringing-call")["end_reason"], "failed");
+    assert_eq!(by_id("ringing-call")["duration_ms"], 0);
+    p.child.kill().unwrap();
+    let _ = p.child.wait();
+}
