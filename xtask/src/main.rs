@@ -1,1 +1,261 @@
-fn main(){}
+//! `cargo xtask`: the project's developer tasks.
+//!
+//! - `cargo xtask setup`: installs what the build and the tests need (Debian
+//!   packages through apt-get; `sudo` only when not root).
+//! - `cargo xtask test`: setup, then rustfmt check, clippy `-D warnings`, and
+//!   every Rust test; prints one summary line per suite and a closing
+//!   `N passed, M failed` line.
+//! - `cargo xtask bench signaling [--clients N]...`: the switchboard load
+//!   generator (see `docs/benchmarks.md`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Developer tasks of the softphone workspace")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the system packages the build and tests need.
+    Setup,
+    /// Run every check and test: fmt, clippy, Rust tests.
+    Test,
+    /// Run a benchmark program and print its table.
+    Bench {
+        /// Which benchmark: `signaling`.
+        which: String,
+        /// Arguments passed to the benchmark program (see its --help).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Debian packages needed to build and test, with the reason for each.
+const PACKAGES: &[(&str, &str)] = &[
+    ("pkg-config", "locates system libraries for -sys crates"),
+    (
+        "build-essential",
+        "C compiler and linker for bundled C code",
+    ),
+];
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<bool> {
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match Cli::parse().task {
+        Task::Setup => setup().map(|_| true),
+        Task::Test => test(),
+        Task::Bench { which, args } => bench(&which, &args).map(|_| true),
+    }
+}
+
+fn workspace_root() -> Result<std::path::PathBuf> {
+    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(|p| p.to_path_buf())
+        .context("xtask has no parent directory")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Installs missing Debian packages (no-op when all are there, or when the
+/// machine has no apt-get: then it says what to install by hand).
+fn setup() -> Result<()> {
+    let missing: Vec<&(&str, &str)> = PACKAGES.iter().filter(|(p, _)| !installed(p)).collect();
+    if missing.is_empty() {
+        println!("setup: system packages present");
+        return Ok(());
+    }
+    println!("setup: installing missing Debian packages:");
+    for (p, why) in &missing {
+        println!("  {p:<20} {why}");
+    }
+    if Command::new("apt-get").arg("--version").output().is_err() {
+        bail!("no apt-get here: install the packages above with your package manager");
+    }
+    let names: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+    let sudo = !is_root();
+    if sudo {
+        println!("setup: not root, using sudo");
+    }
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut cmd = if sudo {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        } else {
+            Command::new("apt-get")
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        let status = cmd.status().context("running apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed", args.join(" "));
+        }
+        Ok(())
+    };
+    apt(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(names);
+    apt(&args)
+}
+
+/// One suite's outcome.
+struct Suite {
+    name: &'static str,
+    passed: u64,
+    failed: u64,
+    secs: f64,
+}
+
+fn test() -> Result<bool> {
+    setup()?;
+    let mut suites = Vec::new();
+
+    let t = Instant::now();
+    let ok = Command::new("cargo")
+        .args(["fmt", "--all", "--", "--check"])
+        .status()
+        .context("running cargo fmt")?
+        .success();
+    suites.push(Suite {
+        name: "fmt",
+        passed: ok as u64,
+        failed: !ok as u64,
+        secs: t.elapsed().as_secs_f64(),
+    });
+
+    let t = Instant::now();
+    let ok = Command::new("cargo")
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .status()
+        .context("running cargo clippy")?
+        .success();
+    suites.push(Suite {
+        name: "clippy",
+        passed: ok as u64,
+        failed: !ok as u64,
+        secs: t.elapsed().as_secs_f64(),
+    });
+
+    let t = Instant::now();
+    let (passed, failed, ok) = cargo_test(&["test", "--workspace"])?;
+    suites.push(Suite {
+        name: "rust-tests",
+        passed,
+        failed: if ok { failed } else { failed.max(1) },
+        secs: t.elapsed().as_secs_f64(),
+    });
+
+    println!();
+    for s in &suites {
+        println!(
+            "{}: {} passed, {} failed ({:.0} s)",
+            s.name, s.passed, s.failed, s.secs
+        );
+    }
+    let passed: u64 = suites.iter().map(|s| s.passed).sum();
+    let failed: u64 = suites.iter().map(|s| s.failed).sum();
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+/// Runs cargo test, echoing its output, and adds up its `test result:` lines.
+fn cargo_test(args: &[&str]) -> Result<(u64, u64, bool)> {
+    let mut child = Command::new("cargo")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let out = child.stdout.take().context("no stdout")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+        }
+    }
+    let ok = child.wait()?.success();
+    Ok((passed, failed, ok))
+}
+
+/// In `ok. 9 passed; 0 failed; ...`, the number before `label`.
+fn count(s: &str, label: &str) -> u64 {
+    s.split(';')
+        .find(|part| part.contains(label))
+        .and_then(|part| part.split_whitespace().rev().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn bench(which: &str, args: &[String]) -> Result<()> {
+    match which {
+        "signaling" => {
+            let status = Command::new("cargo")
+                .args(["bench", "-p", "switchboard", "--bench", "signaling", "--"])
+                .args(args)
+                .status()
+                .context("running the signaling bench")?;
+            if !status.success() {
+                bail!("signaling bench failed");
+            }
+            Ok(())
+        }
+        other => bail!("unknown bench `{other}` (known: signaling)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_cargo_test_result_lines() {
+        let line =
+            "ok. 9 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s";
+        assert_eq!(count(line, " passed"), 9);
+        assert_eq!(count(line, " failed"), 2);
+    }
+}

@@ -50,7 +50,9 @@ pub type CallId = String;
 pub fn valid_call_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Checks a device id's shape: the same rules as [`valid_call_id`].
@@ -669,7 +671,11 @@ mod tests {
         let e = parse_client_frame(r#"{"type":"call.invite","id":"y","to":"bob"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::BadFrame);
         assert_eq!(e.ref_id.as_deref(), Some("y"));
-        assert!(e.message.contains("call_id") || e.message.contains("sdp"), "{}", e.message);
+        assert!(
+            e.message.contains("call_id") || e.message.contains("sdp"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -682,7 +688,10 @@ mod tests {
 
     #[test]
     fn oversized_frame_keeps_its_id() {
-        let big = format!(r#"{{"id":"big-1","type":"ping","pad":"{}"}}"#, "x".repeat(70_000));
+        let big = format!(
+            r#"{{"id":"big-1","type":"ping","pad":"{}"}}"#,
+            "x".repeat(70_000)
+        );
         let e = parse_client_frame(&big).unwrap_err();
         assert_eq!(e.code, ErrorCode::FrameTooLarge);
         assert_eq!(e.ref_id.as_deref(), Some("big-1"));
@@ -753,7 +762,10 @@ mod tests {
             EndReason::AnsweredElsewhere,
         ] {
             assert_eq!(EndReason::parse(r.as_str()), Some(r));
-            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
         }
     }
 }

@@ -117,7 +117,10 @@ impl Config {
                 return Err(Error::Config(format!("{name} must be above zero")));
             }
         }
-        if self.login_per_account_per_min == 0 || self.login_per_ip_per_min == 0 || self.frames_per_sec == 0 {
+        if self.login_per_account_per_min == 0
+            || self.login_per_ip_per_min == 0
+            || self.frames_per_sec == 0
+        {
             return Err(Error::Config("rate limits must be above zero".into()));
         }
         if !self.turn_urls.is_empty() && self.turn_secret.is_none() {

@@ -46,11 +46,17 @@ impl ApiError {
 impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> Self {
         match e {
-            crate::Error::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidValue, m),
+            crate::Error::Invalid(m) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidValue, m)
+            }
             crate::Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, m),
             other => {
                 tracing::error!(error = %other, "request failed");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "server error; retry later")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "server error; retry later",
+                )
             }
         }
     }
@@ -90,7 +96,10 @@ impl LoginLimits {
 
     fn check(&self, ip: IpAddr, account: String) -> Result<(), ApiError> {
         let clock = DefaultClock::default();
-        let wait = match (self.per_ip.check_key(&ip), self.per_account.check_key(&account)) {
+        let wait = match (
+            self.per_ip.check_key(&ip),
+            self.per_account.check_key(&account),
+        ) {
             (Err(n), _) | (_, Err(n)) => n.wait_time_from(clock.now()),
             _ => return Ok(()),
         };
@@ -124,7 +133,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/healthz", get(healthz))
         .route("/v1/metrics", get(metrics))
         .route("/v1/ws", get(crate::ws::upgrade))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
+        })
         .layer(DefaultBodyLimit::max(16 * 1024))
         .with_state(shared)
 }
@@ -146,7 +161,11 @@ impl FromRequestParts<Arc<Shared>> for Auth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| {
-                ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "missing bearer token")
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthorized,
+                    "missing bearer token",
+                )
             })?
             .to_string();
         match shared.store.resolve_token(&token).await? {
@@ -179,8 +198,13 @@ fn client_ip(config: &Config, headers: &HeaderMap, addr: SocketAddr) -> IpAddr {
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, format!("bad JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadFrame,
+            format!("bad JSON body: {e}"),
+        )
+    })
 }
 
 async fn login(
@@ -191,14 +215,27 @@ async fn login(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let req: LoginRequest = json_body(&body)?;
     s.limits
-        .check(client_ip(&s.config, &headers, addr), format!("{}/{}", req.tenant, req.user))
+        .check(
+            client_ip(&s.config, &headers, addr),
+            format!("{}/{}", req.tenant, req.user),
+        )
         .inspect_err(|_| {
-            s.metrics.logins.get_or_create(&vec![("result", "rate_limited")]).inc();
+            s.metrics
+                .logins
+                .get_or_create(&vec![("result", "rate_limited")])
+                .inc();
         })?;
     let candidate = s.store.login_candidate(&req.tenant, &req.user).await?;
-    let ok = verify_password(req.password, candidate.as_ref().map(|c| c.password_hash.clone())).await;
+    let ok = verify_password(
+        req.password,
+        candidate.as_ref().map(|c| c.password_hash.clone()),
+    )
+    .await;
     let Some(c) = candidate.filter(|c| ok && !c.disabled) else {
-        s.metrics.logins.get_or_create(&vec![("result", "refused")]).inc();
+        s.metrics
+            .logins
+            .get_or_create(&vec![("result", "refused")])
+            .inc();
         tracing::info!(tenant = %req.tenant, user = %req.user, "login refused");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -206,10 +243,20 @@ async fn login(
             "wrong tenant, user or password",
         ));
     };
-    let (token, expires_at_ms) = s.store.create_session(c.user_id, s.config.token_ttl).await?;
-    s.metrics.logins.get_or_create(&vec![("result", "ok")]).inc();
+    let (token, expires_at_ms) = s
+        .store
+        .create_session(c.user_id, s.config.token_ttl)
+        .await?;
+    s.metrics
+        .logins
+        .get_or_create(&vec![("result", "ok")])
+        .inc();
     let who = s.store.resolve_token(&token).await?.map_err(|_| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "session vanished")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "session vanished",
+        )
     })?;
     tracing::info!(tenant = %who.tenant, user = %who.user.user, "logged in");
     Ok(Json(LoginResponse {
@@ -225,8 +272,14 @@ async fn logout(State(s): State<Arc<Shared>>, auth: Auth) -> Result<StatusCode, 
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn refresh(State(s): State<Arc<Shared>>, auth: Auth) -> Result<Json<LoginResponse>, ApiError> {
-    let (token, expires_at_ms) = s.store.create_session(auth.user.user_id, s.config.token_ttl).await?;
+async fn refresh(
+    State(s): State<Arc<Shared>>,
+    auth: Auth,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let (token, expires_at_ms) = s
+        .store
+        .create_session(auth.user.user_id, s.config.token_ttl)
+        .await?;
     s.store.revoke(&auth.token).await?;
     Ok(Json(LoginResponse {
         token,
@@ -237,7 +290,11 @@ async fn refresh(State(s): State<Arc<Shared>>, auth: Auth) -> Result<Json<LoginR
 }
 
 async fn me(State(s): State<Arc<Shared>>, auth: Auth) -> Json<MeResponse> {
-    let presence = s.hub.lock().expect("hub lock").presence_of(auth.user.user_id);
+    let presence = s
+        .hub
+        .lock()
+        .expect("hub lock")
+        .presence_of(auth.user.user_id);
     Json(MeResponse {
         user: auth.user.user,
         tenant: auth.user.tenant,
@@ -258,7 +315,10 @@ async fn directory(
     Query(q): Query<DirectoryQuery>,
 ) -> Result<Json<DirectoryResponse>, ApiError> {
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
-    let rows = s.store.directory(auth.user.tenant_id, q.q.as_deref().unwrap_or(""), limit).await?;
+    let rows = s
+        .store
+        .directory(auth.user.tenant_id, q.q.as_deref().unwrap_or(""), limit)
+        .await?;
     let hub = s.hub.lock().expect("hub lock");
     let users = rows
         .into_iter()
@@ -284,7 +344,11 @@ async fn calls(
 ) -> Result<Json<CallsResponse>, ApiError> {
     let (calls, next_before) = s
         .store
-        .calls_of(auth.user.user_id, q.before.as_deref(), q.limit.unwrap_or(50))
+        .calls_of(
+            auth.user.user_id,
+            q.before.as_deref(),
+            q.limit.unwrap_or(50),
+        )
         .await?;
     Ok(Json(CallsResponse { calls, next_before }))
 }
@@ -314,7 +378,10 @@ async fn healthz() -> &'static str {
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }

@@ -16,14 +16,14 @@ use std::sync::Arc;
 
 use softphone_protocol::{
     CallPhase, CallQuality, CallSummary, EndReason, ErrorCode, IceCandidate, IceServer,
-    MAX_SDP_BYTES, PROTOCOL_VERSION, Presence, RejectReason, SdpKind, ServerMessage, UserRef, close_code,
-    valid_call_id,
+    MAX_SDP_BYTES, PROTOCOL_VERSION, Presence, RejectReason, SdpKind, ServerMessage, UserRef,
+    close_code, valid_call_id,
 };
 use tokio::sync::{Notify, mpsc};
 
+use crate::Config;
 use crate::metrics::Metrics;
 use crate::store::{AuthedUser, Callee, CdrQueue, CdrWrite, TenantId, UserId};
-use crate::Config;
 
 /// Identifies one authenticated socket.
 pub type ConnId = u64;
@@ -216,7 +216,9 @@ impl Hub {
     /// A user's presence: their set status while a device is connected (or in
     /// grace), `offline` otherwise.
     pub fn presence_of(&self, user: UserId) -> Presence {
-        self.users.get(&user).map_or(Presence::Offline, |u| u.presence)
+        self.users
+            .get(&user)
+            .map_or(Presence::Offline, |u| u.presence)
     }
 
     /// Registers an authenticated socket for `who` on `device_id`, sends it
@@ -243,7 +245,8 @@ impl Hub {
                     devices: HashMap::new(),
                 },
             );
-            self.by_name.insert((who.tenant_id, who.user.user.clone()), uid);
+            self.by_name
+                .insert((who.tenant_id, who.user.user.clone()), uid);
             self.tenants.entry(who.tenant_id).or_default().insert(uid);
         }
         let user = self.users.get_mut(&uid).expect("just inserted");
@@ -253,7 +256,11 @@ impl Hub {
             && let Some(old) = self.conns.remove(&old)
         {
             self.metrics.connections.dec();
-            push(&old.handle, ConnCmd::Close(close_code::REPLACED, "replaced by a newer connection"), &self.metrics);
+            push(
+                &old.handle,
+                ConnCmd::Close(close_code::REPLACED, "replaced by a newer connection"),
+                &self.metrics,
+            );
         }
         device.generation += 1;
         device.conn = Some(conn);
@@ -266,7 +273,11 @@ impl Hub {
                 let outgoing = c.caller == uid && c.caller_device == device_id;
                 Some(CallSummary {
                     call_id: id.clone(),
-                    peer: if outgoing { c.callee_ref.clone() } else { c.caller_ref.clone() },
+                    peer: if outgoing {
+                        c.callee_ref.clone()
+                    } else {
+                        c.caller_ref.clone()
+                    },
                     outgoing,
                     phase: match c.phase {
                         Phase::Ringing => CallPhase::Ringing,
@@ -312,7 +323,11 @@ impl Hub {
             return Vec::new();
         };
         self.metrics.connections.dec();
-        let Some(device) = self.users.get_mut(&c.user).and_then(|u| u.devices.get_mut(&c.device)) else {
+        let Some(device) = self
+            .users
+            .get_mut(&c.user)
+            .and_then(|u| u.devices.get_mut(&c.device))
+        else {
             return Vec::new();
         };
         device.conn = None;
@@ -336,7 +351,11 @@ impl Hub {
                 }
             }
         }
-        let Some(device) = self.users.get_mut(&c.user).and_then(|u| u.devices.get_mut(&c.device)) else {
+        let Some(device) = self
+            .users
+            .get_mut(&c.user)
+            .and_then(|u| u.devices.get_mut(&c.device))
+        else {
             return Vec::new();
         };
         if device.calls.is_empty() {
@@ -371,7 +390,11 @@ impl Hub {
     /// The ring timeout of a call ran out: if still ringing, it ends as
     /// `no_answer`.
     pub fn ring_timeout(&mut self, call_id: &str) {
-        if self.calls.get(call_id).is_some_and(|c| c.phase == Phase::Ringing) {
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.phase == Phase::Ringing)
+        {
             self.end_call(call_id, EndReason::NoAnswer, None);
         }
     }
@@ -395,7 +418,10 @@ impl Hub {
     ) -> HubResult {
         let (me, my_device) = self.me(conn)?;
         if !valid_call_id(call_id) {
-            return Err(err(ErrorCode::InvalidValue, "call_id must be 1–64 characters of A–Z a–z 0–9 - _"));
+            return Err(err(
+                ErrorCode::InvalidValue,
+                "call_id must be 1–64 characters of A–Z a–z 0–9 - _",
+            ));
         }
         check_sdp(&sdp)?;
         let Some(callee) = callee else {
@@ -410,7 +436,10 @@ impl Hub {
         if let Some(theirs) = self.ringing_pairs.get(&(callee.user_id, me)) {
             return Err(HubError {
                 code: ErrorCode::Glare,
-                message: format!("`{}` is calling you at the same moment; answer their call", callee.user.user),
+                message: format!(
+                    "`{}` is calling you at the same moment; answer their call",
+                    callee.user.user
+                ),
                 call_id: Some(theirs.clone()),
             });
         }
@@ -482,7 +511,8 @@ impl Hub {
         if let Some(c) = self.calls.get_mut(call_id) {
             c.ringing = free;
         }
-        self.ringing_pairs.insert((me, callee.user_id), call_id.to_string());
+        self.ringing_pairs
+            .insert((me, callee.user_id), call_id.to_string());
         Ok(vec![Timer::RingTimeout {
             call_id: call_id.to_string(),
         }])
@@ -517,7 +547,10 @@ impl Hub {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.callee != me || !call.ringing.contains(&dev) {
-            return Err(err(ErrorCode::CallState, "this device is not ringing for the call"));
+            return Err(err(
+                ErrorCode::CallState,
+                "this device is not ringing for the call",
+            ));
         }
         if call.ringing_told {
             return Ok(Vec::new());
@@ -548,7 +581,10 @@ impl Hub {
             return Err(err(ErrorCode::CallState, "the call is already answered"));
         }
         if !call.ringing.contains(&dev) {
-            return Err(err(ErrorCode::CallState, "this device was not rung for the call"));
+            return Err(err(
+                ErrorCode::CallState,
+                "this device was not rung for the call",
+            ));
         }
         check_sdp(&sdp)?;
         let seq = self.cdr.push(CdrWrite::Answered {
@@ -599,13 +635,22 @@ impl Hub {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.callee != me {
-            return Err(err(ErrorCode::CallState, "only the callee can reject; cancel instead"));
+            return Err(err(
+                ErrorCode::CallState,
+                "only the callee can reject; cancel instead",
+            ));
         }
         if call.phase == Phase::Active {
-            return Err(err(ErrorCode::CallState, "the call is answered; hang up instead"));
+            return Err(err(
+                ErrorCode::CallState,
+                "the call is answered; hang up instead",
+            ));
         }
         if !call.ringing.contains(&dev) {
-            return Err(err(ErrorCode::CallState, "this device was not rung for the call"));
+            return Err(err(
+                ErrorCode::CallState,
+                "this device was not rung for the call",
+            ));
         }
         let reason = match reason {
             RejectReason::Rejected => EndReason::Rejected,
@@ -620,10 +665,16 @@ impl Hub {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.caller != me || call.caller_device != dev {
-            return Err(err(ErrorCode::CallState, "only the calling device can cancel"));
+            return Err(err(
+                ErrorCode::CallState,
+                "only the calling device can cancel",
+            ));
         }
         if call.phase == Phase::Active {
-            return Err(err(ErrorCode::CallState, "the call is answered; hang up instead"));
+            return Err(err(
+                ErrorCode::CallState,
+                "the call is answered; hang up instead",
+            ));
         }
         self.end_call(call_id, EndReason::Cancelled, Some(me));
         Ok(Vec::new())
@@ -636,9 +687,13 @@ impl Hub {
         let call = self.party_call(call_id, me)?;
         let is_caller = call.caller == me && call.caller_device == dev;
         let reason = match call.phase {
-            Phase::Active if is_caller || call.answered.as_deref() == Some(dev.as_str()) => EndReason::Completed,
+            Phase::Active if is_caller || call.answered.as_deref() == Some(dev.as_str()) => {
+                EndReason::Completed
+            }
             Phase::Ringing if is_caller => EndReason::Cancelled,
-            Phase::Ringing if call.callee == me && call.ringing.contains(&dev) => EndReason::Rejected,
+            Phase::Ringing if call.callee == me && call.ringing.contains(&dev) => {
+                EndReason::Rejected
+            }
             _ => return Err(err(ErrorCode::CallState, "this device is not in the call")),
         };
         self.end_call(call_id, reason, Some(me));
@@ -648,7 +703,13 @@ impl Hub {
     /// The device on the other end of a call from `(me, dev)`: for the caller,
     /// the answering device (or every rung device while ringing); for the
     /// answering device, the caller's.
-    fn peers(&self, call_id: &str, me: UserId, dev: &str, need_active: bool) -> Result<(UserId, Vec<String>), HubError> {
+    fn peers(
+        &self,
+        call_id: &str,
+        me: UserId,
+        dev: &str,
+        need_active: bool,
+    ) -> Result<(UserId, Vec<String>), HubError> {
         let call = self.party_call(call_id, me)?;
         if need_active && call.phase != Phase::Active {
             return Err(err(ErrorCode::CallState, "the call is not answered yet"));
@@ -667,7 +728,12 @@ impl Hub {
     }
 
     /// `ice.candidate`: relays a trickled candidate to the other party.
-    pub fn candidate(&mut self, conn: ConnId, call_id: &str, candidate: Option<IceCandidate>) -> HubResult {
+    pub fn candidate(
+        &mut self,
+        conn: ConnId,
+        call_id: &str,
+        candidate: Option<IceCandidate>,
+    ) -> HubResult {
         let (me, dev) = self.me(conn)?;
         let (peer, devices) = self.peers(call_id, me, &dev, false)?;
         let text = ServerMessage::Candidate {
@@ -702,7 +768,10 @@ impl Hub {
     pub fn stats(&mut self, conn: ConnId, call_id: &str, quality: CallQuality) -> HubResult {
         let (me, _) = self.me(conn)?;
         if let Some(field) = quality.out_of_range() {
-            return Err(err(ErrorCode::InvalidValue, format!("`{field}` is out of range")));
+            return Err(err(
+                ErrorCode::InvalidValue,
+                format!("`{field}` is out of range"),
+            ));
         }
         let party = match (self.calls.get(call_id), self.ended.get(call_id)) {
             (Some(c), _) => c.caller == me || c.callee == me,
@@ -710,7 +779,10 @@ impl Hub {
             (None, None) => false,
         };
         if !party {
-            return Err(err(ErrorCode::NotFound, "no such call (or ended over 5 minutes ago)"));
+            return Err(err(
+                ErrorCode::NotFound,
+                "no such call (or ended over 5 minutes ago)",
+            ));
         }
         self.cdr.push(CdrWrite::Quality {
             call_id: call_id.to_string(),
@@ -725,7 +797,10 @@ impl Hub {
     pub fn set_presence(&mut self, conn: ConnId, status: Presence) -> HubResult {
         let (me, _) = self.me(conn)?;
         if status == Presence::Offline {
-            return Err(err(ErrorCode::InvalidValue, "offline cannot be set; disconnect instead"));
+            return Err(err(
+                ErrorCode::InvalidValue,
+                "offline cannot be set; disconnect instead",
+            ));
         }
         if let Some(u) = self.users.get_mut(&me) {
             u.presence = status;
@@ -747,7 +822,10 @@ impl Hub {
             by,
         });
         self.metrics.calls_active.dec();
-        self.metrics.calls_ended.get_or_create(&vec![("reason", reason.as_str())]).inc();
+        self.metrics
+            .calls_ended
+            .get_or_create(&vec![("reason", reason.as_str())])
+            .inc();
         let by_name = by.and_then(|u| {
             if u == call.caller {
                 Some(call.caller_ref.user.clone())
@@ -772,7 +850,12 @@ impl Hub {
         self.send(call.caller, &call.caller_device, &to_caller, seq);
         self.device_leaves_call(call.caller, &call.caller_device, call_id);
         self.drop_device_if_idle(call.caller, &call.caller_device);
-        let callee_devices: Vec<String> = call.answered.iter().cloned().chain(call.ringing.iter().cloned()).collect();
+        let callee_devices: Vec<String> = call
+            .answered
+            .iter()
+            .cloned()
+            .chain(call.ringing.iter().cloned())
+            .collect();
         for d in callee_devices {
             self.send(call.callee, &d, &ended, seq);
             self.device_leaves_call(call.callee, &d, call_id);
@@ -785,7 +868,8 @@ impl Hub {
                 callee: call.callee,
             },
         );
-        self.ended_order.push_back((crate::now_ms(), call_id.to_string()));
+        self.ended_order
+            .push_back((crate::now_ms(), call_id.to_string()));
     }
 
     /// Forgets ended calls older than 5 minutes.
@@ -802,7 +886,11 @@ impl Hub {
     /// Closes every socket with 1012 (server shutting down).
     pub fn close_all(&mut self) {
         for c in self.conns.values() {
-            push(&c.handle, ConnCmd::Close(close_code::SERVICE_RESTART, "server shutting down"), &self.metrics);
+            push(
+                &c.handle,
+                ConnCmd::Close(close_code::SERVICE_RESTART, "server shutting down"),
+                &self.metrics,
+            );
         }
     }
 
@@ -812,13 +900,21 @@ impl Hub {
     }
 
     fn device_joins_call(&mut self, user: UserId, device: &str, call_id: &str) {
-        if let Some(d) = self.users.get_mut(&user).and_then(|u| u.devices.get_mut(device)) {
+        if let Some(d) = self
+            .users
+            .get_mut(&user)
+            .and_then(|u| u.devices.get_mut(device))
+        {
             d.calls.insert(call_id.to_string());
         }
     }
 
     fn device_leaves_call(&mut self, user: UserId, device: &str, call_id: &str) {
-        if let Some(d) = self.users.get_mut(&user).and_then(|u| u.devices.get_mut(device)) {
+        if let Some(d) = self
+            .users
+            .get_mut(&user)
+            .and_then(|u| u.devices.get_mut(device))
+        {
             d.calls.remove(call_id);
         }
     }
@@ -829,7 +925,10 @@ impl Hub {
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
-        if u.devices.get(device).is_some_and(|d| d.conn.is_none() && d.calls.is_empty()) {
+        if u.devices
+            .get(device)
+            .is_some_and(|d| d.conn.is_none() && d.calls.is_empty())
+        {
             u.devices.remove(device);
         }
         if u.devices.is_empty() {
@@ -869,7 +968,14 @@ impl Hub {
         for uid in members {
             for d in self.users[uid].devices.values() {
                 if let Some(c) = d.conn.and_then(|c| self.conns.get(&c)) {
-                    push(&c.handle, ConnCmd::Frame(Outbound { text: text.clone(), after_seq: 0 }), &self.metrics);
+                    push(
+                        &c.handle,
+                        ConnCmd::Frame(Outbound {
+                            text: text.clone(),
+                            after_seq: 0,
+                        }),
+                        &self.metrics,
+                    );
                 }
             }
         }
@@ -883,7 +989,11 @@ impl Hub {
     /// Queues a frame to a device: to its socket, or kept for its return
     /// while it is in reconnect grace.
     fn send_text(&mut self, user: UserId, device: &str, text: &str, after_seq: u64) {
-        let Some(d) = self.users.get_mut(&user).and_then(|u| u.devices.get_mut(device)) else {
+        let Some(d) = self
+            .users
+            .get_mut(&user)
+            .and_then(|u| u.devices.get_mut(device))
+        else {
             return;
         };
         let cmd = ConnCmd::Frame(Outbound {

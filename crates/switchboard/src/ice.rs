@@ -35,7 +35,8 @@ pub fn ice_servers(config: &Config, tenant: &str, user: &str, now_ms: u64) -> Ve
 
 /// base64(HMAC-SHA1(secret, username)).
 pub fn turn_credential(secret: &str, username: &str) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(username.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -63,6 +64,9 @@ mod tests {
         let s = ice_servers(&c, "t", "u", 1_000_000);
         assert_eq!(s.len(), 2);
         assert_eq!(s[1].username.as_deref(), Some("4600:t/u"));
-        assert_eq!(s[1].credential.as_deref(), Some(turn_credential("k", "4600:t/u").as_str()));
+        assert_eq!(
+            s[1].credential.as_deref(),
+            Some(turn_credential("k", "4600:t/u").as_str())
+        );
     }
 }

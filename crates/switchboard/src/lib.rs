@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod config;
-mod hub;
 mod http;
+mod hub;
 mod ice;
 mod metrics;
 pub mod store;
@@ -122,7 +122,10 @@ pub async fn run(
     let store = Store::open(&config.data_dir).await?;
     let recovered = store.recover_unfinished_calls().await?;
     if recovered > 0 {
-        tracing::warn!(calls = recovered, "marked calls left unfinished by the previous run as failed");
+        tracing::warn!(
+            calls = recovered,
+            "marked calls left unfinished by the previous run as failed"
+        );
     }
     store.heartbeat().await?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -146,10 +149,13 @@ pub async fn run(
     tracing::info!(%addr, db = %store.path().display(), "switchboard listening");
     let app = http::router(shared.clone());
     let mut stop_wait = shared.shutdown.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = stop_wait.wait_for(|s| *s).await;
-        });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop_wait.wait_for(|s| *s).await;
+    });
     let serving = tokio::spawn(async move { server.await });
 
     shutdown.await;

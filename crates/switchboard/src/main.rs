@@ -68,10 +68,18 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS")]
     heartbeat_secs: Option<u64>,
     /// STUN URL handed to clients (repeatable; comma-separated in the env).
-    #[arg(long = "stun-url", env = "SWITCHBOARD_STUN_URLS", value_delimiter = ',')]
+    #[arg(
+        long = "stun-url",
+        env = "SWITCHBOARD_STUN_URLS",
+        value_delimiter = ','
+    )]
     stun_urls: Vec<String>,
     /// TURN URL handed to clients (repeatable; needs --turn-secret).
-    #[arg(long = "turn-url", env = "SWITCHBOARD_TURN_URLS", value_delimiter = ',')]
+    #[arg(
+        long = "turn-url",
+        env = "SWITCHBOARD_TURN_URLS",
+        value_delimiter = ','
+    )]
     turn_urls: Vec<String>,
     /// Shared secret with the TURN server (coturn static-auth-secret).
     #[arg(long, env = "SWITCHBOARD_TURN_SECRET", hide_env_values = true)]
@@ -191,7 +199,9 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(format: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         "json" => builder.json().init(),
         "text" => builder.init(),
@@ -236,7 +246,9 @@ async fn serve_main(mut config: Config, file: &FileConfig, a: &ServeArgs) -> any
         .clone()
         .or(file.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let addr: SocketAddr = listen.parse().with_context(|| format!("bad listen address `{listen}`"))?;
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("bad listen address `{listen}`"))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -304,10 +316,16 @@ async fn user_cmd(config: Config, cmd: UserCmd) -> anyhow::Result<()> {
             println!("user `{user}` added to tenant `{tenant}`");
         }
         UserCmd::List { tenant } => {
-            println!("{:<20} {:<24} {:<32} STATUS", "TENANT", "USER", "DISPLAY NAME");
+            println!(
+                "{:<20} {:<24} {:<32} STATUS",
+                "TENANT", "USER", "DISPLAY NAME"
+            );
             for u in store.list_users(tenant.as_deref()).await? {
                 let status = if u.disabled { "disabled" } else { "active" };
-                println!("{:<20} {:<24} {:<32} {status}", u.tenant, u.username, u.display_name);
+                println!(
+                    "{:<20} {:<24} {:<32} {status}",
+                    u.tenant, u.username, u.display_name
+                );
             }
         }
         UserCmd::Disable { tenant, user } => {

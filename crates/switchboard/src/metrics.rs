@@ -44,14 +44,38 @@ impl Default for Metrics {
             cdr_write_errors: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("connections", "Authenticated WebSocket connections", m.connections.clone());
-        registry.register("calls_active", "Calls ringing or answered", m.calls_active.clone());
-        registry.register("calls_ended", "Calls ended, by reason", m.calls_ended.clone());
-        registry.register("frames_received", "Frames received from clients", m.frames_in.clone());
-        registry.register("frames_sent", "Frames queued to clients", m.frames_out.clone());
+        registry.register(
+            "connections",
+            "Authenticated WebSocket connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "calls_active",
+            "Calls ringing or answered",
+            m.calls_active.clone(),
+        );
+        registry.register(
+            "calls_ended",
+            "Calls ended, by reason",
+            m.calls_ended.clone(),
+        );
+        registry.register(
+            "frames_received",
+            "Frames received from clients",
+            m.frames_in.clone(),
+        );
+        registry.register(
+            "frames_sent",
+            "Frames queued to clients",
+            m.frames_out.clone(),
+        );
         registry.register("errors", "Error frames sent, by code", m.errors.clone());
         registry.register("logins", "Login attempts, by result", m.logins.clone());
-        registry.register("cdr_write_errors", "CDR writes that failed", m.cdr_write_errors.clone());
+        registry.register(
+            "cdr_write_errors",
+            "CDR writes that failed",
+            m.cdr_write_errors.clone(),
+        );
         Self { registry, ..m }
     }
 }

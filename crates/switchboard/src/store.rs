@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -191,7 +191,9 @@ impl Store {
             return Err(Error::Invalid("display name must be 1–128 bytes".into()));
         }
         if password.chars().count() < 8 {
-            return Err(Error::Invalid("password must have at least 8 characters".into()));
+            return Err(Error::Invalid(
+                "password must have at least 8 characters".into(),
+            ));
         }
         let tenant_id = self.tenant_id(tenant).await?;
         let hash = hash_password(password.to_string()).await?;
@@ -250,17 +252,25 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown tenant or user.
-    pub async fn set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> Result<(), Error> {
+    pub async fn set_disabled(
+        &self,
+        tenant: &str,
+        username: &str,
+        disabled: bool,
+    ) -> Result<(), Error> {
         let tenant_id = self.tenant_id(tenant).await?;
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET disabled = ? WHERE tenant_id = ? AND username = ?")
-            .bind(disabled as i64)
-            .bind(tenant_id)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE users SET disabled = ? WHERE tenant_id = ? AND username = ?")
+                .bind(disabled as i64)
+                .bind(tenant_id)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("no user `{username}` in tenant `{tenant}`")));
+            return Err(Error::NotFound(format!(
+                "no user `{username}` in tenant `{tenant}`"
+            )));
         }
         if disabled {
             sqlx::query(
@@ -304,7 +314,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn find_user(&self, tenant_id: TenantId, username: &str) -> Result<Option<Callee>, Error> {
+    pub async fn find_user(
+        &self,
+        tenant_id: TenantId,
+        username: &str,
+    ) -> Result<Option<Callee>, Error> {
         let row = sqlx::query(
             "SELECT id, username, display_name FROM users
              WHERE tenant_id = ? AND username = ? AND disabled = 0",
@@ -364,7 +378,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn create_session(&self, user_id: UserId, ttl: Duration) -> Result<(String, u64), Error> {
+    pub async fn create_session(
+        &self,
+        user_id: UserId,
+        ttl: Duration,
+    ) -> Result<(String, u64), Error> {
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
@@ -387,7 +405,10 @@ impl Store {
     /// # Errors
     /// `Ok(Err(refusal))` for an unknown, revoked or expired token or a
     /// disabled user; [`Error::Database`] when the store fails.
-    pub async fn resolve_token(&self, token: &str) -> Result<Result<AuthedUser, TokenRefusal>, Error> {
+    pub async fn resolve_token(
+        &self,
+        token: &str,
+    ) -> Result<Result<AuthedUser, TokenRefusal>, Error> {
         if token.is_empty() || token.len() > 128 {
             return Ok(Err(TokenRefusal::Unknown));
         }
@@ -486,11 +507,13 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn heartbeat(&self) -> Result<(), Error> {
-        sqlx::query("INSERT INTO server_heartbeat (id, at_ms) VALUES (1, ?)
-                     ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms")
-            .bind(now_ms() as i64)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO server_heartbeat (id, at_ms) VALUES (1, ?)
+                     ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
+        )
+        .bind(now_ms() as i64)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -507,7 +530,9 @@ impl Store {
     ) -> Result<(Vec<CallRecord>, Option<String>), Error> {
         let (before_ms, before_id) = match before {
             None => (i64::MAX, String::new()),
-            Some(c) => parse_cursor(c).ok_or_else(|| Error::Invalid("bad `before` cursor".into()))?,
+            Some(c) => {
+                parse_cursor(c).ok_or_else(|| Error::Invalid("bad `before` cursor".into()))?
+            }
         };
         let limit = limit.clamp(1, 200) as i64;
         let sql = format!(
@@ -525,7 +550,9 @@ impl Store {
         let mut calls: Vec<CallRecord> = rows.iter().map(|r| call_record(r, user_id)).collect();
         let next = if calls.len() as i64 > limit {
             calls.truncate(limit as usize);
-            calls.last().map(|c| format!("{}_{}", c.created_at_ms, c.call_id))
+            calls
+                .last()
+                .map(|c| format!("{}_{}", c.created_at_ms, c.call_id))
         } else {
             None
         };
@@ -536,8 +563,13 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn call_of(&self, user_id: UserId, call_id: &str) -> Result<Option<CallRecord>, Error> {
-        let sql = format!("{CALL_SELECT} WHERE c.id = ?2 AND (c.caller_id = ?1 OR c.callee_id = ?1)");
+    pub async fn call_of(
+        &self,
+        user_id: UserId,
+        call_id: &str,
+    ) -> Result<Option<CallRecord>, Error> {
+        let sql =
+            format!("{CALL_SELECT} WHERE c.id = ?2 AND (c.caller_id = ?1 OR c.callee_id = ?1)");
         let row = sqlx::query(&sql)
             .bind(user_id)
             .bind(call_id)
@@ -551,15 +583,21 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn is_party(&self, user_id: UserId, call_id: &str) -> Result<bool, Error> {
-        Ok(sqlx::query("SELECT 1 FROM calls WHERE id = ?2 AND (caller_id = ?1 OR callee_id = ?1)")
-            .bind(user_id)
-            .bind(call_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT 1 FROM calls WHERE id = ?2 AND (caller_id = ?1 OR callee_id = ?1)")
+                .bind(user_id)
+                .bind(call_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
-    async fn apply(&self, tx: &mut sqlx::SqliteConnection, w: &CdrWrite) -> Result<(), sqlx::Error> {
+    async fn apply(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        w: &CdrWrite,
+    ) -> Result<(), sqlx::Error> {
         match w {
             CdrWrite::Created {
                 call_id,
@@ -583,23 +621,27 @@ impl Store {
                 .await?;
             }
             CdrWrite::Ringing { call_id, at_ms } => {
-                sqlx::query("UPDATE calls SET ringing_at_ms = ? WHERE id = ? AND ringing_at_ms IS NULL")
-                    .bind(*at_ms as i64)
-                    .bind(call_id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE calls SET ringing_at_ms = ? WHERE id = ? AND ringing_at_ms IS NULL",
+                )
+                .bind(*at_ms as i64)
+                .bind(call_id)
+                .execute(&mut *tx)
+                .await?;
             }
             CdrWrite::Answered {
                 call_id,
                 device,
                 at_ms,
             } => {
-                sqlx::query("UPDATE calls SET answered_at_ms = ?, answered_device = ? WHERE id = ?")
-                    .bind(*at_ms as i64)
-                    .bind(device)
-                    .bind(call_id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE calls SET answered_at_ms = ?, answered_device = ? WHERE id = ?",
+                )
+                .bind(*at_ms as i64)
+                .bind(device)
+                .bind(call_id)
+                .execute(&mut *tx)
+                .await?;
             }
             CdrWrite::Ended {
                 call_id,
@@ -685,7 +727,9 @@ fn call_record(r: &sqlx::sqlite::SqliteRow, me: UserId) -> CallRecord {
     let opt_u64 = |i: usize| r.get::<Option<i64>, _>(i).map(|v| v as u64);
     let outgoing = r.get::<i64, _>(1) == me;
     let answered_at_ms = opt_u64(9);
-    let end_reason = r.get::<Option<String>, _>(12).and_then(|s| EndReason::parse(&s));
+    let end_reason = r
+        .get::<Option<String>, _>(12)
+        .and_then(|s| EndReason::parse(&s));
     CallRecord {
         call_id: r.get(0),
         direction: if outgoing { "outgoing" } else { "incoming" }.into(),
@@ -699,9 +743,17 @@ fn call_record(r: &sqlx::sqlite::SqliteRow, me: UserId) -> CallRecord {
         duration_ms: opt_u64(11),
         end_reason,
         ended_by: r.get(13),
-        missed: !outgoing && answered_at_ms.is_none() && end_reason.is_some_and(|e| {
-            matches!(e, EndReason::NoAnswer | EndReason::Cancelled | EndReason::Unavailable | EndReason::Failed)
-        }),
+        missed: !outgoing
+            && answered_at_ms.is_none()
+            && end_reason.is_some_and(|e| {
+                matches!(
+                    e,
+                    EndReason::NoAnswer
+                        | EndReason::Cancelled
+                        | EndReason::Unavailable
+                        | EndReason::Failed
+                )
+            }),
         caller_quality: quality(14, 26),
         callee_quality: quality(20, 27),
     }
@@ -761,7 +813,11 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -888,7 +944,10 @@ impl CdrWriter {
                 if let Err(e) = store.commit_batch(&batch).await {
                     tracing::warn!(error = %e, n = batch.len(), "CDR batch failed; applying one by one");
                     for (seq, w) in &batch {
-                        if let Err(e) = store.commit_batch(std::slice::from_ref(&(*seq, w.clone()))).await {
+                        if let Err(e) = store
+                            .commit_batch(std::slice::from_ref(&(*seq, w.clone())))
+                            .await
+                        {
                             on_error();
                             tracing::error!(error = %e, write = ?w, "CDR write failed");
                         }
@@ -921,30 +980,58 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
         store.add_tenant("acme").await.unwrap();
-        assert!(matches!(store.add_tenant("acme").await, Err(Error::Conflict(_))));
-        assert!(matches!(store.add_tenant("bad name").await, Err(Error::Invalid(_))));
-        let uid = store.add_user("acme", "alice", "Alice", "correct horse").await.unwrap();
+        assert!(matches!(
+            store.add_tenant("acme").await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            store.add_tenant("bad name").await,
+            Err(Error::Invalid(_))
+        ));
+        let uid = store
+            .add_user("acme", "alice", "Alice", "correct horse")
+            .await
+            .unwrap();
         assert!(matches!(
             store.add_user("acme", "bob", "Bob", "short").await,
             Err(Error::Invalid(_))
         ));
-        let c = store.login_candidate("acme", "alice").await.unwrap().unwrap();
+        let c = store
+            .login_candidate("acme", "alice")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(verify_password("correct horse".into(), Some(c.password_hash.clone())).await);
         assert!(!verify_password("wrong horse".into(), Some(c.password_hash)).await);
 
-        let (token, _) = store.create_session(uid, Duration::from_secs(60)).await.unwrap();
+        let (token, _) = store
+            .create_session(uid, Duration::from_secs(60))
+            .await
+            .unwrap();
         assert_eq!(token.len(), 43);
         let who = store.resolve_token(&token).await.unwrap().unwrap();
         assert_eq!(who.user.user, "alice");
         assert_eq!(who.tenant, "acme");
 
         let (short, _) = store.create_session(uid, Duration::ZERO).await.unwrap();
-        assert_eq!(store.resolve_token(&short).await.unwrap(), Err(TokenRefusal::Expired));
+        assert_eq!(
+            store.resolve_token(&short).await.unwrap(),
+            Err(TokenRefusal::Expired)
+        );
         assert_eq!(store.purge_expired_sessions().await.unwrap(), 1);
 
         store.set_disabled("acme", "alice", true).await.unwrap();
-        assert_eq!(store.resolve_token(&token).await.unwrap(), Err(TokenRefusal::Unknown));
-        assert!(store.find_user(who.tenant_id, "alice").await.unwrap().is_none());
+        assert_eq!(
+            store.resolve_token(&token).await.unwrap(),
+            Err(TokenRefusal::Unknown)
+        );
+        assert!(
+            store
+                .find_user(who.tenant_id, "alice")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, StreamExt};
 use governor::{Quota, RateLimiter};
 use softphone_protocol::{
     ClientFrame, ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, close_code,
@@ -54,7 +54,12 @@ pub async fn upgrade(
 
 type Sink = SplitSink<WebSocket, Message>;
 
-fn error_frame(code: ErrorCode, message: impl Into<String>, ref_id: Option<String>, call_id: Option<String>) -> String {
+fn error_frame(
+    code: ErrorCode,
+    message: impl Into<String>,
+    ref_id: Option<String>,
+    call_id: Option<String>,
+) -> String {
     ServerMessage::Error {
         code,
         message: message.into(),
@@ -84,8 +89,11 @@ async fn handle(socket: WebSocket, shared: Arc<Shared>, addr: SocketAddr) {
     let Some((who, device_id)) = await_hello(&shared, &mut sink, &mut stream).await else {
         return;
     };
-    let span = tracing::info_span!("ws", user = %who.user.user, tenant = %who.tenant, device = %device_id);
-    serve_socket(sink, stream, shared, who, device_id, addr).instrument(span).await;
+    let span =
+        tracing::info_span!("ws", user = %who.user.user, tenant = %who.tenant, device = %device_id);
+    serve_socket(sink, stream, shared, who, device_id, addr)
+        .instrument(span)
+        .await;
 }
 
 /// Serves an authenticated socket until it closes.
@@ -118,13 +126,19 @@ async fn serve_socket(
     };
     let mut writer = tokio::spawn(writer_task(sink, rx, kill, shared.committed.clone()));
 
-    let quota = Quota::per_second(NonZeroU32::new(shared.config.frames_per_sec).unwrap_or(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::new(shared.config.frames_per_sec * 4).unwrap_or(NonZeroU32::MIN));
+    let quota =
+        Quota::per_second(NonZeroU32::new(shared.config.frames_per_sec).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(
+                NonZeroU32::new(shared.config.frames_per_sec * 4).unwrap_or(NonZeroU32::MIN),
+            );
     let limiter = RateLimiter::direct(quota);
     let mut strikes = 0u32;
     let idle = shared.config.heartbeat * 3;
     let reply = |text: String| {
-        if tx.try_send(ConnCmd::Frame(Outbound { text, after_seq: 0 })).is_err() {
+        if tx
+            .try_send(ConnCmd::Frame(Outbound { text, after_seq: 0 }))
+            .is_err()
+        {
             // The queue is full: the writer is already being told to close.
         }
     };
@@ -136,7 +150,10 @@ async fn serve_socket(
         };
         let msg = match next {
             Err(_) => {
-                let _ = tx.try_send(ConnCmd::Close(close_code::IDLE_TIMEOUT, "no frame for three heartbeats"));
+                let _ = tx.try_send(ConnCmd::Close(
+                    close_code::IDLE_TIMEOUT,
+                    "no frame for three heartbeats",
+                ));
                 break;
             }
             Ok(None) => break,
@@ -144,7 +161,10 @@ async fn serve_socket(
                 // tungstenite refuses a message over HARD_LIMIT with a capacity
                 // error ("Message too long"); tell the client why we close.
                 if e.to_string().contains("too long") {
-                    let _ = tx.try_send(ConnCmd::Close(close_code::MESSAGE_TOO_BIG, "message over 256 KiB"));
+                    let _ = tx.try_send(ConnCmd::Close(
+                        close_code::MESSAGE_TOO_BIG,
+                        "message over 256 KiB",
+                    ));
                 }
                 tracing::debug!(error = %e, "socket read failed");
                 break;
@@ -154,7 +174,12 @@ async fn serve_socket(
         let text = match msg {
             Message::Text(t) => t,
             Message::Binary(_) => {
-                reply(error_frame(ErrorCode::BadFrame, "binary frames are not used; send JSON text", None, None));
+                reply(error_frame(
+                    ErrorCode::BadFrame,
+                    "binary frames are not used; send JSON text",
+                    None,
+                    None,
+                ));
                 continue;
             }
             Message::Close(_) => break,
@@ -163,27 +188,47 @@ async fn serve_socket(
         shared.metrics.frames_in.inc();
         if limiter.check().is_err() {
             strikes += 1;
-            shared.metrics.errors.get_or_create(&vec![("code", "rate_limited")]).inc();
+            shared
+                .metrics
+                .errors
+                .get_or_create(&vec![("code", "rate_limited")])
+                .inc();
             if strikes > MAX_STRIKES {
-                let _ = tx.try_send(ConnCmd::Close(close_code::RATE_LIMITED, "far over the frame rate limit"));
+                let _ = tx.try_send(ConnCmd::Close(
+                    close_code::RATE_LIMITED,
+                    "far over the frame rate limit",
+                ));
                 break;
             }
             let id = parse_client_frame(&text).ok().and_then(|f| f.id);
-            reply(error_frame(ErrorCode::RateLimited, "too many frames; slow down", id, None));
+            reply(error_frame(
+                ErrorCode::RateLimited,
+                "too many frames; slow down",
+                id,
+                None,
+            ));
             continue;
         }
         strikes = 0;
         let frame = match parse_client_frame(&text) {
             Ok(f) => f,
             Err(e) => {
-                shared.metrics.errors.get_or_create(&vec![("code", e.code.as_str())]).inc();
+                shared
+                    .metrics
+                    .errors
+                    .get_or_create(&vec![("code", e.code.as_str())])
+                    .inc();
                 reply(error_frame(e.code, e.message, e.ref_id, None));
                 continue;
             }
         };
         let ref_id = frame.id.clone();
         if let Err(e) = dispatch(&shared, conn, &who, frame, &reply).await {
-            shared.metrics.errors.get_or_create(&vec![("code", e.code.as_str())]).inc();
+            shared
+                .metrics
+                .errors
+                .get_or_create(&vec![("code", e.code.as_str())])
+                .inc();
             tracing::debug!(code = %e.code, message = %e.message, "frame refused");
             reply(error_frame(e.code, e.message, ref_id, e.call_id));
         }
@@ -224,7 +269,16 @@ async fn await_hello(
         let text = match msg? {
             Ok(Message::Text(t)) => t,
             Ok(Message::Binary(_)) => {
-                send_direct(sink, error_frame(ErrorCode::BadFrame, "binary frames are not used", None, None)).await;
+                send_direct(
+                    sink,
+                    error_frame(
+                        ErrorCode::BadFrame,
+                        "binary frames are not used",
+                        None,
+                        None,
+                    ),
+                )
+                .await;
                 continue;
             }
             Ok(Message::Close(_)) | Err(_) => return None,
@@ -246,7 +300,12 @@ async fn await_hello(
             protocol,
         } = frame.message
         else {
-            let text = error_frame(ErrorCode::NotAuthenticated, "send hello first", frame.id, None);
+            let text = error_frame(
+                ErrorCode::NotAuthenticated,
+                "send hello first",
+                frame.id,
+                None,
+            );
             if !send_direct(sink, text).await {
                 return None;
             }
@@ -269,8 +328,13 @@ async fn await_hello(
             Ok(Ok(who)) => return Some((who, device_id)),
             Ok(Err(refusal)) => {
                 let (code, m) = match refusal {
-                    TokenRefusal::Expired => (ErrorCode::TokenExpired, "token expired; log in again"),
-                    TokenRefusal::Unknown => (ErrorCode::Unauthorized, "unknown or revoked token; log in again"),
+                    TokenRefusal::Expired => {
+                        (ErrorCode::TokenExpired, "token expired; log in again")
+                    }
+                    TokenRefusal::Unknown => (
+                        ErrorCode::Unauthorized,
+                        "unknown or revoked token; log in again",
+                    ),
                 };
                 send_direct(sink, refuse(code, m)).await;
                 close(sink, close_code::UNAUTHORIZED, m).await;
@@ -278,7 +342,11 @@ async fn await_hello(
             }
             Err(e) => {
                 tracing::error!(error = %e, "token lookup failed");
-                send_direct(sink, refuse(ErrorCode::Internal, "server error; retry later")).await;
+                send_direct(
+                    sink,
+                    refuse(ErrorCode::Internal, "server error; retry later"),
+                )
+                .await;
                 close(sink, close_code::SERVICE_RESTART, "server error").await;
                 return None;
             }
@@ -305,7 +373,12 @@ async fn dispatch(
     let hub = || shared.hub.lock().expect("hub lock");
     let timers: HubResult = match frame.message {
         ClientMessage::Ping {} => {
-            reply(ServerMessage::Pong { server_time_ms: now_ms() }.to_json());
+            reply(
+                ServerMessage::Pong {
+                    server_time_ms: now_ms(),
+                }
+                .to_json(),
+            );
             Ok(Vec::new())
         }
         ClientMessage::Hello { .. } => Err(HubError {
@@ -318,7 +391,11 @@ async fn dispatch(
             let online = hub().find_online(who.tenant_id, &to);
             let callee = match online {
                 Some(c) => Some(c),
-                None => shared.store.find_user(who.tenant_id, &to).await.map_err(internal)?,
+                None => shared
+                    .store
+                    .find_user(who.tenant_id, &to)
+                    .await
+                    .map_err(internal)?,
             };
             hub().invite(conn, &call_id, &to, callee, sdp)
         }
@@ -327,7 +404,9 @@ async fn dispatch(
         ClientMessage::Reject { call_id, reason } => hub().reject(conn, &call_id, reason),
         ClientMessage::Cancel { call_id } => hub().cancel(conn, &call_id),
         ClientMessage::Hangup { call_id } => hub().hangup(conn, &call_id),
-        ClientMessage::Candidate { call_id, candidate } => hub().candidate(conn, &call_id, candidate),
+        ClientMessage::Candidate { call_id, candidate } => {
+            hub().candidate(conn, &call_id, candidate)
+        }
         ClientMessage::Update { call_id, kind, sdp } => hub().update(conn, &call_id, kind, sdp),
         ClientMessage::Stats { call_id, quality } => hub().stats(conn, &call_id, quality),
         _ => Err(HubError {

@@ -11,18 +11,36 @@ use serde_json::json;
 async fn login_me_refresh_logout() {
     let srv = TestServer::start().await;
     let (status, body) = srv
-        .post("/v1/login", None, json!({"tenant": "acme", "user": "alice", "password": "wrong-pass"}))
+        .post(
+            "/v1/login",
+            None,
+            json!({"tenant": "acme", "user": "alice", "password": "wrong-pass"}),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
     let (status, body) = srv
-        .post("/v1/login", None, json!({"tenant": "acme", "user": "nobody", "password": PW}))
+        .post(
+            "/v1/login",
+            None,
+            json!({"tenant": "acme", "user": "nobody", "password": PW}),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
     let (status, body) = srv.post("/v1/login", None, json!({"tenant": "acme"})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("bad_frame")));
 
     let (status, body) = srv
-        .post("/v1/login", None, json!({"tenant": "acme", "user": "alice", "password": PW}))
+        .post(
+            "/v1/login",
+            None,
+            json!({"tenant": "acme", "user": "alice", "password": PW}),
+        )
         .await;
     assert_eq!(status, 200);
     let token = body["token"].as_str().unwrap().to_string();
@@ -59,11 +77,21 @@ async fn expired_tokens_are_refused_over_http_and_websocket() {
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let (status, body) = srv.get("/v1/me", Some(&token)).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("token_expired")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_expired"))
+    );
 
     let ws = srv.raw_socket().await;
-    let mut c = Client { ws, token: token.clone(), user: "alice".into(), device: "a1".into(), welcome: json!(null) };
-    c.send(json!({"type": "hello", "id": "h", "token": token, "device_id": "a1"})).await;
+    let mut c = Client {
+        ws,
+        token: token.clone(),
+        user: "alice".into(),
+        device: "a1".into(),
+        welcome: json!(null),
+    };
+    c.send(json!({"type": "hello", "id": "h", "token": token, "device_id": "a1"}))
+        .await;
     c.expect_error("token_expired", Some("h")).await;
     assert_eq!(c.expect_close().await, 4001);
 }
@@ -72,21 +100,42 @@ async fn expired_tokens_are_refused_over_http_and_websocket() {
 async fn bad_tokens_and_bad_hellos_close_with_documented_codes() {
     let srv = TestServer::start().await;
     let ws = srv.raw_socket().await;
-    let mut c = Client { ws, token: String::new(), user: "x".into(), device: "x".into(), welcome: json!(null) };
-    c.send(json!({"type": "hello", "id": "h1", "token": "not-a-token", "device_id": "d"})).await;
+    let mut c = Client {
+        ws,
+        token: String::new(),
+        user: "x".into(),
+        device: "x".into(),
+        welcome: json!(null),
+    };
+    c.send(json!({"type": "hello", "id": "h1", "token": "not-a-token", "device_id": "d"}))
+        .await;
     c.expect_error("unauthorized", Some("h1")).await;
     assert_eq!(c.expect_close().await, 4001);
 
     let token = srv.login("acme", "alice").await;
     let ws = srv.raw_socket().await;
-    let mut c = Client { ws, token: token.clone(), user: "alice".into(), device: "x".into(), welcome: json!(null) };
-    c.send(json!({"type": "hello", "id": "h2", "token": token, "device_id": "d", "protocol": 99})).await;
+    let mut c = Client {
+        ws,
+        token: token.clone(),
+        user: "alice".into(),
+        device: "x".into(),
+        welcome: json!(null),
+    };
+    c.send(json!({"type": "hello", "id": "h2", "token": token, "device_id": "d", "protocol": 99}))
+        .await;
     c.expect_error("protocol_version", Some("h2")).await;
     assert_eq!(c.expect_close().await, 4000);
 
     let ws = srv.raw_socket().await;
-    let mut c = Client { ws, token: token.clone(), user: "alice".into(), device: "x".into(), welcome: json!(null) };
-    c.send(json!({"type": "hello", "id": "h3", "token": token, "device_id": "bad device id!"})).await;
+    let mut c = Client {
+        ws,
+        token: token.clone(),
+        user: "alice".into(),
+        device: "x".into(),
+        welcome: json!(null),
+    };
+    c.send(json!({"type": "hello", "id": "h3", "token": token, "device_id": "bad device id!"}))
+        .await;
     c.expect_error("invalid_value", Some("h3")).await;
     assert_eq!(c.expect_close().await, 4000);
 }
@@ -100,21 +149,37 @@ async fn login_is_rate_limited_per_account_and_per_ip() {
     .await;
     for _ in 0..3 {
         let (status, _) = srv
-            .post("/v1/login", None, json!({"tenant": "acme", "user": "alice", "password": "bad-guess"}))
+            .post(
+                "/v1/login",
+                None,
+                json!({"tenant": "acme", "user": "alice", "password": "bad-guess"}),
+            )
             .await;
         assert_eq!(status, 401);
     }
     let (status, body) = srv
-        .post("/v1/login", None, json!({"tenant": "acme", "user": "alice", "password": PW}))
+        .post(
+            "/v1/login",
+            None,
+            json!({"tenant": "acme", "user": "alice", "password": PW}),
+        )
         .await;
     assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
     // Another account from the same IP still works, until the IP limit.
     let (status, _) = srv
-        .post("/v1/login", None, json!({"tenant": "acme", "user": "bob", "password": PW}))
+        .post(
+            "/v1/login",
+            None,
+            json!({"tenant": "acme", "user": "bob", "password": PW}),
+        )
         .await;
     assert_eq!(status, 200);
     let (status, _) = srv
-        .post("/v1/login", None, json!({"tenant": "acme", "user": "carol", "password": PW}))
+        .post(
+            "/v1/login",
+            None,
+            json!({"tenant": "acme", "user": "carol", "password": PW}),
+        )
         .await;
     assert_eq!(status, 429);
     let resp = reqwest::Client::new()
@@ -124,7 +189,11 @@ async fn login_is_rate_limited_per_account_and_per_ip() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 429);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
 }
 
@@ -137,9 +206,13 @@ async fn tenants_are_isolated_and_foreign_things_look_unknown() {
 
     // Inviting a user of another tenant is the same not_found as an unknown user.
     mallory.invite("m-to-alice", "alice").await;
-    let foreign = mallory.expect_error("not_found", Some("inv-m-to-alice")).await;
+    let foreign = mallory
+        .expect_error("not_found", Some("inv-m-to-alice"))
+        .await;
     mallory.invite("m-to-nobody", "nobody").await;
-    let unknown = mallory.expect_error("not_found", Some("inv-m-to-nobody")).await;
+    let unknown = mallory
+        .expect_error("not_found", Some("inv-m-to-nobody"))
+        .await;
     assert_eq!(
         foreign["message"].as_str().unwrap().replace("alice", "X"),
         unknown["message"].as_str().unwrap().replace("nobody", "X")
@@ -163,7 +236,12 @@ async fn tenants_are_isolated_and_foreign_things_look_unknown() {
     assert!(hist["calls"].as_array().unwrap().is_empty());
     // Nor see acme's people or presence.
     let (_, dir) = srv.get("/v1/directory", Some(&mallory.token)).await;
-    let users: Vec<_> = dir["users"].as_array().unwrap_or_else(|| panic!("{dir}")).iter().map(|u| u["user"].clone()).collect();
+    let users: Vec<_> = dir["users"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{dir}"))
+        .iter()
+        .map(|u| u["user"].clone())
+        .collect();
     assert_eq!(users, vec![json!("mallory")]);
     mallory.expect_silence(200).await; // no presence frames from acme either
 }
@@ -180,18 +258,38 @@ async fn history_is_paginated_newest_first() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, p1) = srv.get("/v1/calls?limit=2", Some(&alice.token)).await;
     let ids = |p: &serde_json::Value| -> Vec<String> {
-        p["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap().to_string()).collect()
+        p["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["call_id"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(ids(&p1), ["h4", "h3"]);
     let next = p1["next_before"].as_str().unwrap();
-    let (_, p2) = srv.get(&format!("/v1/calls?limit=2&before={next}"), Some(&alice.token)).await;
+    let (_, p2) = srv
+        .get(
+            &format!("/v1/calls?limit=2&before={next}"),
+            Some(&alice.token),
+        )
+        .await;
     assert_eq!(ids(&p2), ["h2", "h1"]);
     let next = p2["next_before"].as_str().unwrap();
-    let (_, p3) = srv.get(&format!("/v1/calls?limit=2&before={next}"), Some(&alice.token)).await;
+    let (_, p3) = srv
+        .get(
+            &format!("/v1/calls?limit=2&before={next}"),
+            Some(&alice.token),
+        )
+        .await;
     assert_eq!(ids(&p3), ["h0"]);
     assert!(p3["next_before"].is_null());
-    let (status, body) = srv.get("/v1/calls?before=garbage", Some(&alice.token)).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_value")));
+    let (status, body) = srv
+        .get("/v1/calls?before=garbage", Some(&alice.token))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_value"))
+    );
 }
 
 #[tokio::test]
@@ -233,9 +331,18 @@ async fn health_and_metrics() {
     assert_eq!(status, 200);
     let text = text.as_str().unwrap();
     assert!(text.contains("switchboard_connections 1"), "{text}");
-    assert!(text.contains(r#"switchboard_calls_ended_total{reason="unavailable"} 1"#), "{text}");
-    assert!(text.contains(r#"switchboard_errors_total{code="bad_frame"} 1"#), "{text}");
-    assert!(text.contains(r#"switchboard_logins_total{result="ok"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"switchboard_calls_ended_total{reason="unavailable"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"switchboard_errors_total{code="bad_frame"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"switchboard_logins_total{result="ok"} 1"#),
+        "{text}"
+    );
     let (status, body) = srv.get("/v1/nothing-here", None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 }

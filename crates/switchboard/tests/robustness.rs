@@ -18,13 +18,23 @@ async fn every_bad_frame_gets_a_coded_error_and_the_socket_stays_usable() {
 
     // Before hello: refused, but the socket waits for a hello.
     let ws = srv.raw_socket().await;
-    let mut early = Client { ws, token: String::new(), user: "alice".into(), device: "a0".into(), welcome: json!(null) };
+    let mut early = Client {
+        ws,
+        token: String::new(),
+        user: "alice".into(),
+        device: "a0".into(),
+        welcome: json!(null),
+    };
     early.send(json!({"type": "call.invite", "id": "too-early", "call_id": "x", "to": "bob", "sdp": "v=0"})).await;
-    early.expect_error("not_authenticated", Some("too-early")).await;
+    early
+        .expect_error("not_authenticated", Some("too-early"))
+        .await;
     early.send_raw("{{{").await;
     early.expect_error("bad_frame", None).await;
     let token = srv.login("acme", "alice").await;
-    early.send(json!({"type": "hello", "token": token, "device_id": "a0"})).await;
+    early
+        .send(json!({"type": "hello", "token": token, "device_id": "a0"}))
+        .await;
     early.expect("welcome").await;
     early.assert_usable().await;
 
@@ -34,22 +44,72 @@ async fn every_bad_frame_gets_a_coded_error_and_the_socket_stays_usable() {
         ("not json at all".into(), "bad_frame", None),
         ("[1,2,3]".into(), "bad_frame", None),
         (r#"{"id":"n1"}"#.into(), "bad_frame", Some("n1")),
-        (r#"{"id":"n2","type":"call.teleport"}"#.into(), "unknown_type", Some("n2")),
-        (r#"{"id":"n3","type":"call.invite","to":"bob"}"#.into(), "bad_frame", Some("n3")),
-        (r#"{"id":"n4","type":"call.accept","call_id":7,"sdp":"v=0"}"#.into(), "bad_frame", Some("n4")),
-        (r#"{"id":"n5","type":"call.hangup","call_id":"no-such-call"}"#.into(), "not_found", Some("n5")),
-        (r#"{"id":"n6","type":"call.invite","call_id":"bad id!","to":"bob","sdp":"v=0"}"#.into(), "invalid_value", Some("n6")),
-        (r#"{"id":"n7","type":"call.invite","call_id":"c7","to":"alice","sdp":"v=0"}"#.into(), "self_call", Some("n7")),
-        (r#"{"id":"n8","type":"hello","token":"t","device_id":"d"}"#.into(), "already_authenticated", Some("n8")),
-        (r#"{"id":"n9","type":"call.stats","call_id":"x","loss_pct":250}"#.into(), "invalid_value", Some("n9")),
-        (format!(r#"{{"id":"big","type":"ping","pad":"{}"}}"#, "x".repeat(70_000)), "frame_too_large", Some("big")),
-        (format!(r#"{{"id":"sdp","type":"call.invite","call_id":"c8","to":"bob","sdp":"{}"}}"#, "v".repeat(40_000)), "invalid_value", Some("sdp")),
+        (
+            r#"{"id":"n2","type":"call.teleport"}"#.into(),
+            "unknown_type",
+            Some("n2"),
+        ),
+        (
+            r#"{"id":"n3","type":"call.invite","to":"bob"}"#.into(),
+            "bad_frame",
+            Some("n3"),
+        ),
+        (
+            r#"{"id":"n4","type":"call.accept","call_id":7,"sdp":"v=0"}"#.into(),
+            "bad_frame",
+            Some("n4"),
+        ),
+        (
+            r#"{"id":"n5","type":"call.hangup","call_id":"no-such-call"}"#.into(),
+            "not_found",
+            Some("n5"),
+        ),
+        (
+            r#"{"id":"n6","type":"call.invite","call_id":"bad id!","to":"bob","sdp":"v=0"}"#.into(),
+            "invalid_value",
+            Some("n6"),
+        ),
+        (
+            r#"{"id":"n7","type":"call.invite","call_id":"c7","to":"alice","sdp":"v=0"}"#.into(),
+            "self_call",
+            Some("n7"),
+        ),
+        (
+            r#"{"id":"n8","type":"hello","token":"t","device_id":"d"}"#.into(),
+            "already_authenticated",
+            Some("n8"),
+        ),
+        (
+            r#"{"id":"n9","type":"call.stats","call_id":"x","loss_pct":250}"#.into(),
+            "invalid_value",
+            Some("n9"),
+        ),
+        (
+            format!(
+                r#"{{"id":"big","type":"ping","pad":"{}"}}"#,
+                "x".repeat(70_000)
+            ),
+            "frame_too_large",
+            Some("big"),
+        ),
+        (
+            format!(
+                r#"{{"id":"sdp","type":"call.invite","call_id":"c8","to":"bob","sdp":"{}"}}"#,
+                "v".repeat(40_000)
+            ),
+            "invalid_value",
+            Some("sdp"),
+        ),
     ];
     for (text, code, ref_id) in &cases {
         alice.send_raw(text).await;
         alice.expect_error(code, *ref_id).await;
     }
-    alice.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    alice
+        .ws
+        .send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
     alice.expect_error("bad_frame", None).await;
     alice.assert_usable().await;
 
@@ -72,7 +132,9 @@ async fn every_bad_frame_gets_a_coded_error_and_the_socket_stays_usable() {
     bob.expect("call.incoming").await;
     alice.send(json!({"type": "call.update", "id": "u", "call_id": "early-update", "kind": "offer", "sdp": "v=0"})).await;
     alice.expect_error("call_state", Some("u")).await;
-    alice.send(json!({"type": "call.stats", "id": "st", "call_id": "twice", "mos": 4.1})).await;
+    alice
+        .send(json!({"type": "call.stats", "id": "st", "call_id": "twice", "mos": 4.1}))
+        .await;
     alice.assert_usable().await;
     bob.assert_usable().await;
 }
@@ -94,7 +156,9 @@ async fn frame_floods_are_rate_limited_without_closing() {
     let srv = TestServer::start_with(|c| c.frames_per_sec = 5).await;
     let mut alice = srv.client("alice", "a1").await;
     for i in 0..40 {
-        alice.send(json!({"type": "ping", "id": format!("p{i}")})).await;
+        alice
+            .send(json!({"type": "ping", "id": format!("p{i}")}))
+            .await;
     }
     let (mut pongs, mut limited) = (0, 0);
     for _ in 0..40 {
@@ -190,19 +254,28 @@ fn admin(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, S
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
 fn start_binary(data: &std::path::Path) -> Proc {
     let mut child = switchboard_cmd(data)
         .stderr(Stdio::null())
-        .args(["serve", "--listen", "127.0.0.1:0", "--login-per-ip-per-min", "1000"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--login-per-ip-per-min",
+            "1000",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let base = line.trim().rsplit(' ').next().unwrap().to_string();
     assert!(base.starts_with("http://127.0.0.1:"), "{line}");
     Proc { child, base }
@@ -215,18 +288,70 @@ async fn admin_commands_manage_tenants_and_users() {
     assert!(admin(d, &["tenant", "add", "acme"], None).0);
     let (ok, out) = admin(d, &["tenant", "add", "acme"], None);
     assert!(!ok && out.contains("exists"), "{out}");
-    let (ok, out) = admin(d, &["user", "add", "--tenant", "acme", "--user", "alice", "--display-name", "Alice Martin", "--password-stdin"], Some("password-123\n"));
+    let (ok, out) = admin(
+        d,
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "--user",
+            "alice",
+            "--display-name",
+            "Alice Martin",
+            "--password-stdin",
+        ],
+        Some("password-123\n"),
+    );
     assert!(ok, "{out}");
-    let (ok, out) = admin(d, &["user", "add", "--tenant", "acme", "--user", "bob", "--display-name", "Bob", "--password-stdin"], Some("short\n"));
+    let (ok, out) = admin(
+        d,
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "--user",
+            "bob",
+            "--display-name",
+            "Bob",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    );
     assert!(!ok && out.contains("at least 8"), "{out}");
-    let (ok, out) = admin(d, &["user", "add", "--tenant", "nope", "--user", "x", "--display-name", "X", "--password-stdin"], Some("password-123"));
+    let (ok, out) = admin(
+        d,
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "nope",
+            "--user",
+            "x",
+            "--display-name",
+            "X",
+            "--password-stdin",
+        ],
+        Some("password-123"),
+    );
     assert!(!ok && out.contains("no tenant"), "{out}");
     let (_, out) = admin(d, &["user", "list"], None);
-    assert!(out.contains("alice") && out.contains("Alice Martin") && out.contains("active"), "{out}");
+    assert!(
+        out.contains("alice") && out.contains("Alice Martin") && out.contains("active"),
+        "{out}"
+    );
 
     let mut p = start_binary(d);
     let token = login_at(&p.base, "acme", "alice").await;
-    assert!(admin(d, &["user", "disable", "--tenant", "acme", "--user", "alice"], None).0);
+    assert!(
+        admin(
+            d,
+            &["user", "disable", "--tenant", "acme", "--user", "alice"],
+            None
+        )
+        .0
+    );
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/login", p.base))
         .json(&json!({"tenant": "acme", "user": "alice", "password": PW}))
@@ -234,11 +359,23 @@ async fn admin_commands_manage_tenants_and_users() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    let me = reqwest::Client::new().get(format!("{}/v1/me", p.base)).bearer_auth(&token).send().await.unwrap();
+    let me = reqwest::Client::new()
+        .get(format!("{}/v1/me", p.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 401, "disabling revokes tokens");
     let (_, out) = admin(d, &["user", "list", "--tenant", "acme"], None);
     assert!(out.contains("disabled"), "{out}");
-    assert!(admin(d, &["user", "enable", "--tenant", "acme", "--user", "alice"], None).0);
+    assert!(
+        admin(
+            d,
+            &["user", "enable", "--tenant", "acme", "--user", "alice"],
+            None
+        )
+        .0
+    );
     login_at(&p.base, "acme", "alice").await;
     p.child.kill().unwrap();
     let _ = p.child.wait();
@@ -250,7 +387,21 @@ async fn sigkill_mid_call_keeps_ended_calls_and_fails_open_ones_on_restart() {
     let d = dir.path();
     assert!(admin(d, &["tenant", "add", "acme"], None).0);
     for u in ["alice", "bob"] {
-        let (ok, out) = admin(d, &["user", "add", "--tenant", "acme", "--user", u, "--display-name", u, "--password-stdin"], Some(PW));
+        let (ok, out) = admin(
+            d,
+            &[
+                "user",
+                "add",
+                "--tenant",
+                "acme",
+                "--user",
+                u,
+                "--display-name",
+                u,
+                "--password-stdin",
+            ],
+            Some(PW),
+        );
         assert!(ok, "{out}");
     }
     let mut p = start_binary(d);

@@ -21,11 +21,14 @@ async fn full_call_relays_sdp_candidates_updates_and_keeps_a_cdr() {
 
     // The caller trickles before the answer: the rung device gets it.
     let cand = json!({"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host", "sdp_mid": "0", "sdp_mline_index": 0});
-    alice.send(json!({"type": "ice.candidate", "call_id": "call-1", "candidate": cand})).await;
+    alice
+        .send(json!({"type": "ice.candidate", "call_id": "call-1", "candidate": cand}))
+        .await;
     let got = bob.expect("ice.candidate").await;
     assert_eq!(got["candidate"], cand);
 
-    bob.send(json!({"type": "call.ringing", "call_id": "call-1"})).await;
+    bob.send(json!({"type": "call.ringing", "call_id": "call-1"}))
+        .await;
     alice.expect("call.ringing").await;
 
     let answered_at = std::time::Instant::now();
@@ -36,9 +39,11 @@ async fn full_call_relays_sdp_candidates_updates_and_keeps_a_cdr() {
     let mine = bob.expect("call.accepted").await;
     assert!(mine.get("sdp").is_none(), "{mine}");
 
-    bob.send(json!({"type": "ice.candidate", "call_id": "call-1", "candidate": cand})).await;
+    bob.send(json!({"type": "ice.candidate", "call_id": "call-1", "candidate": cand}))
+        .await;
     alice.expect("ice.candidate").await;
-    bob.send(json!({"type": "ice.candidate", "call_id": "call-1", "candidate": null})).await;
+    bob.send(json!({"type": "ice.candidate", "call_id": "call-1", "candidate": null}))
+        .await;
     let end = alice.expect("ice.candidate").await;
     assert!(end["candidate"].is_null());
 
@@ -72,7 +77,10 @@ async fn full_call_relays_sdp_candidates_updates_and_keeps_a_cdr() {
     assert_eq!(rec["missed"], false);
     assert!(rec["ringing_at_ms"].as_u64().is_some());
     let duration = rec["duration_ms"].as_i64().unwrap();
-    assert!((duration - measured).abs() < 200, "duration {duration} vs measured {measured}");
+    assert!(
+        (duration - measured).abs() < 200,
+        "duration {duration} vs measured {measured}"
+    );
     assert_eq!(rec["caller_quality"]["mos"], 4.4);
     assert_eq!(rec["callee_quality"]["rtt_ms"], 3.5);
 
@@ -161,7 +169,8 @@ async fn callee_busy_on_every_device_or_in_dnd_is_busy() {
 
     // dave in do-not-disturb: busy without ringing.
     let mut dave = srv.client("dave", "d1").await;
-    dave.send(json!({"type": "presence.set", "status": "dnd"})).await;
+    dave.send(json!({"type": "presence.set", "status": "dnd"}))
+        .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     alice.invite("to-dnd-dave", "dave").await;
     assert_eq!(alice.expect("call.rejected").await["reason"], "busy");
@@ -178,7 +187,8 @@ async fn reject_and_busy_reject_reach_the_caller() {
     let mut bob = srv.client("bob", "b1").await;
     alice.invite("declined", "bob").await;
     bob.expect("call.incoming").await;
-    bob.send(json!({"type": "call.reject", "call_id": "declined"})).await;
+    bob.send(json!({"type": "call.reject", "call_id": "declined"}))
+        .await;
     let r = alice.expect("call.rejected").await;
     assert_eq!(r["reason"], "rejected");
     let e = bob.expect("call.ended").await;
@@ -187,7 +197,8 @@ async fn reject_and_busy_reject_reach_the_caller() {
 
     alice.invite("declined-busy", "bob").await;
     bob.expect("call.incoming").await;
-    bob.send(json!({"type": "call.reject", "call_id": "declined-busy", "reason": "busy"})).await;
+    bob.send(json!({"type": "call.reject", "call_id": "declined-busy", "reason": "busy"}))
+        .await;
     assert_eq!(alice.expect("call.rejected").await["reason"], "busy");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, rec) = srv.get("/v1/calls/declined", Some(&alice.token)).await;
@@ -203,9 +214,12 @@ async fn caller_cancel_while_ringing_is_cancelled_and_missed() {
     alice.invite("oops", "bob").await;
     bob.expect("call.incoming").await;
     // The callee cannot cancel.
-    bob.send(json!({"type": "call.cancel", "id": "c", "call_id": "oops"})).await;
+    bob.send(json!({"type": "call.cancel", "id": "c", "call_id": "oops"}))
+        .await;
     bob.expect_error("call_state", Some("c")).await;
-    alice.send(json!({"type": "call.cancel", "call_id": "oops"})).await;
+    alice
+        .send(json!({"type": "call.cancel", "call_id": "oops"}))
+        .await;
     for c in [&mut alice, &mut bob] {
         assert_eq!(c.expect("call.ended").await["reason"], "cancelled");
     }
@@ -293,7 +307,10 @@ async fn presence_is_broadcast_within_the_tenant_and_shown_in_the_directory() {
     let mut alice = srv.client("alice", "a1").await;
     // Alice hears of herself first (the broadcast includes her), then of bob.
     let p = alice.recv_any().await;
-    assert_eq!((p["type"].as_str(), p["user"]["user"].as_str()), (Some("presence"), Some("alice")));
+    assert_eq!(
+        (p["type"].as_str(), p["user"]["user"].as_str()),
+        (Some("presence"), Some("alice"))
+    );
     let bob = srv.client("bob", "b1").await;
     let p = alice.recv_any().await;
     assert_eq!(p["type"], "presence");
@@ -301,9 +318,13 @@ async fn presence_is_broadcast_within_the_tenant_and_shown_in_the_directory() {
     assert_eq!(p["status"], "available");
 
     let mut bob = bob;
-    bob.send(json!({"type": "presence.set", "status": "away"})).await;
+    bob.send(json!({"type": "presence.set", "status": "away"}))
+        .await;
     let p = alice.recv_any().await;
-    assert_eq!((p["user"]["user"].as_str(), p["status"].as_str()), (Some("bob"), Some("away")));
+    assert_eq!(
+        (p["user"]["user"].as_str(), p["status"].as_str()),
+        (Some("bob"), Some("away"))
+    );
     let (_, dir) = srv.get("/v1/directory", Some(&alice.token)).await;
     let users = dir["users"].as_array().unwrap();
     let find = |u: &str| users.iter().find(|e| e["user"] == u).unwrap()["presence"].clone();
@@ -313,7 +334,8 @@ async fn presence_is_broadcast_within_the_tenant_and_shown_in_the_directory() {
     let (_, dir) = srv.get("/v1/directory?q=car", Some(&alice.token)).await;
     assert_eq!(dir["users"].as_array().unwrap().len(), 1);
 
-    bob.send(json!({"type": "presence.set", "id": "off", "status": "offline"})).await;
+    bob.send(json!({"type": "presence.set", "id": "off", "status": "offline"}))
+        .await;
     bob.expect_error("invalid_value", Some("off")).await;
     bob.close().await;
     loop {

@@ -27,10 +27,18 @@ pub struct TestServer {
 pub async fn seed(store: &Store) {
     store.add_tenant("acme").await.unwrap();
     store.add_tenant("globex").await.unwrap();
-    for (u, d) in [("alice", "Alice Martin"), ("bob", "Bob Stone"), ("carol", "Carol King"), ("dave", "Dave Lee")] {
+    for (u, d) in [
+        ("alice", "Alice Martin"),
+        ("bob", "Bob Stone"),
+        ("carol", "Carol King"),
+        ("dave", "Dave Lee"),
+    ] {
         store.add_user("acme", u, d, PW).await.unwrap();
     }
-    store.add_user("globex", "mallory", "Mallory", PW).await.unwrap();
+    store
+        .add_user("globex", "mallory", "Mallory", PW)
+        .await
+        .unwrap();
 }
 
 impl TestServer {
@@ -45,7 +53,11 @@ impl TestServer {
         Self::serve(dir, store, tune).await
     }
 
-    pub async fn serve(dir: tempfile::TempDir, store: Store, tune: impl FnOnce(&mut Config)) -> Self {
+    pub async fn serve(
+        dir: tempfile::TempDir,
+        store: Store,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::with_data_dir(dir.path());
         config.login_per_account_per_min = 1000;
         config.login_per_ip_per_min = 1000;
@@ -96,7 +108,10 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn login(&self, tenant: &str, user: &str) -> String {
@@ -104,7 +119,9 @@ impl TestServer {
     }
 
     pub async fn raw_socket(&self) -> Ws {
-        let (ws, _) = tokio_tungstenite::connect_async(&self.ws_url).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(&self.ws_url)
+            .await
+            .unwrap();
         ws
     }
 
@@ -199,7 +216,11 @@ impl Client {
     /// Next non-presence frame, which must have this type.
     pub async fn expect(&mut self, ty: &str) -> Value {
         let v = self.recv().await;
-        assert_eq!(v["type"], ty, "{}/{} expected {ty}, got {v}", self.user, self.device);
+        assert_eq!(
+            v["type"], ty,
+            "{}/{} expected {ty}, got {v}",
+            self.user, self.device
+        );
         v
     }
 
@@ -222,7 +243,11 @@ impl Client {
                 Err(_) => return,
                 Ok(Some(Ok(Message::Text(t)))) => {
                     let v: Value = serde_json::from_str(&t).unwrap();
-                    assert_eq!(v["type"], "presence", "{}/{}: unexpected {v}", self.user, self.device);
+                    assert_eq!(
+                        v["type"], "presence",
+                        "{}/{}: unexpected {v}",
+                        self.user, self.device
+                    );
                 }
                 Ok(Some(Ok(Message::Close(f)))) => panic!("closed: {f:?}"),
                 Ok(Some(Ok(_))) => {}
@@ -253,7 +278,10 @@ impl Client {
     }
 
     pub async fn hangup(&mut self, call_id: &str) {
-        self.send(json!({"type": "call.hangup", "id": format!("bye-{call_id}"), "call_id": call_id})).await;
+        self.send(
+            json!({"type": "call.hangup", "id": format!("bye-{call_id}"), "call_id": call_id}),
+        )
+        .await;
     }
 
     pub async fn close(mut self) {
@@ -264,7 +292,10 @@ impl Client {
 /// Reads until a close frame (or end) and returns its code (1006 if none).
 pub async fn close_code(ws: &mut Ws) -> u16 {
     loop {
-        match tokio::time::timeout(Duration::from_secs(15), ws.next()).await.expect("no close within 15 s") {
+        match tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("no close within 15 s")
+        {
             Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
             Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return 1006,
             Some(Ok(_)) => continue,
@@ -273,7 +304,9 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
 }
 
 pub fn fake_sdp(kind: &str) -> String {
-    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns={kind}\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns={kind}\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    )
 }
 
 /// Alice calls bob and bob answers; returns after both saw call.accepted.
