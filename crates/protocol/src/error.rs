@@ -91,9 +91,12 @@ impl std::fmt::Display for ErrorCode {
 pub mod close_code {
     /// Server shutting down or restarting; reconnect with backoff.
     pub const SERVICE_RESTART: u16 = 1012;
-    /// A message over the hard limit (256 KiB) that could not even be read.
+    /// A message over the hard limit (256 KiB) that could not even be read
+    /// (after `hello`; before it, the socket is simply dropped).
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// `hello` was malformed or spoke another protocol version.
+    /// `hello` named an unsupported protocol version or a malformed device
+    /// id/name. (A `hello` that is not even valid JSON gets a `bad_frame`
+    /// error and the socket keeps waiting for a good one.)
     pub const BAD_HELLO: u16 = 4000;
     /// Token unknown, revoked or expired, or user disabled: log in again.
     pub const UNAUTHORIZED: u16 = 4001;

@@ -137,8 +137,9 @@ pub struct IceCandidate {
     pub username_fragment: Option<String>,
 }
 
-/// Why a call ended: a closed set, the same in `call.ended`, the CDR and the
-/// HTTP history.
+/// Why a call ended: a closed set shared by `call.ended`, `call.rejected`,
+/// the CDR and the HTTP history (`answered_elsewhere` only describes what the
+/// callee's other devices saw; a CDR never ends with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
@@ -216,7 +217,8 @@ pub struct CallQuality {
     /// Received packets lost, in percent (0–100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_pct: Option<f64>,
-    /// Estimated mean opinion score, 1.0–4.5 (ITU-T G.107 E-model).
+    /// Estimated mean opinion score (ITU-T G.107 E-model gives 1.0–4.5;
+    /// values up to 5.0 are accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mos: Option<f64>,
     /// Average bitrate sent, in kbit/s.

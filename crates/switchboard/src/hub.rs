@@ -142,6 +142,9 @@ struct Call {
     answered: Option<String>,
     phase: Phase,
     ringing_told: bool,
+    /// The SDP offer, kept while ringing so that a rung device whose socket
+    /// was replaced can be rung again.
+    offer: String,
 }
 
 struct Ended {
@@ -286,6 +289,25 @@ impl Hub {
                 })
             })
             .collect();
+        // A rung device that came back is rung again: its new socket has not
+        // seen the offer.
+        let rering: Vec<String> = call_ids
+            .iter()
+            .filter_map(|id| {
+                let c = self.calls.get(id)?;
+                let rung = c.phase == Phase::Ringing
+                    && c.callee == uid
+                    && c.ringing.iter().any(|d| d == device_id);
+                rung.then(|| {
+                    ServerMessage::Incoming {
+                        call_id: id.clone(),
+                        from: c.caller_ref.clone(),
+                        sdp: c.offer.clone(),
+                    }
+                    .to_json()
+                })
+            })
+            .collect();
         let welcome = ServerMessage::Welcome {
             protocol: PROTOCOL_VERSION,
             user: who.user.clone(),
@@ -299,6 +321,10 @@ impl Hub {
         };
         push(&handle, frame(&welcome, 0), &self.metrics);
         for cmd in pending {
+            push(&handle, cmd, &self.metrics);
+        }
+        for text in rering {
+            let cmd = ConnCmd::Frame(Outbound { text, after_seq: 0 });
             push(&handle, cmd, &self.metrics);
         }
         self.conns.insert(
@@ -384,6 +410,13 @@ impl Hub {
         for id in ids {
             self.end_call(&id, EndReason::Failed, None);
         }
+        if let Some(d) = self
+            .users
+            .get_mut(&user)
+            .and_then(|u| u.devices.get_mut(device))
+        {
+            d.pending.clear();
+        }
         self.drop_device_if_idle(user, device);
     }
 
@@ -455,9 +488,10 @@ impl Hub {
             answered: None,
             phase: Phase::Ringing,
             ringing_told: false,
+            offer: String::new(),
         };
         let now = crate::now_ms();
-        self.cdr.push(CdrWrite::Created {
+        let created = self.cdr.push(CdrWrite::Created {
             call_id: call_id.to_string(),
             tenant_id: call.tenant,
             caller_id: me,
@@ -506,10 +540,13 @@ impl Hub {
         let text = incoming.to_json();
         for d in &free {
             self.device_joins_call(callee.user_id, d, call_id);
-            self.send_text(callee.user_id, d, &text, 0);
+            self.send_text(callee.user_id, d, &text, created);
         }
         if let Some(c) = self.calls.get_mut(call_id) {
             c.ringing = free;
+            if let ServerMessage::Incoming { sdp, .. } = incoming {
+                c.offer = sdp;
+            }
         }
         self.ringing_pairs
             .insert((me, callee.user_id), call_id.to_string());
@@ -595,9 +632,10 @@ impl Hub {
         let call = self.calls.get_mut(call_id).expect("checked above");
         call.phase = Phase::Active;
         call.answered = Some(dev.clone());
+        call.offer = String::new();
         let others: Vec<String> = call.ringing.drain(..).filter(|d| *d != dev).collect();
         let (caller, caller_device) = (call.caller, call.caller_device.clone());
-        self.ringing_pairs.remove(&(caller, me));
+        self.forget_ringing_pair(caller, me, call_id);
         self.send(
             caller,
             &caller_device,
@@ -814,7 +852,7 @@ impl Hub {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
-        self.ringing_pairs.remove(&(call.caller, call.callee));
+        self.forget_ringing_pair(call.caller, call.callee, call_id);
         let seq = self.cdr.push(CdrWrite::Ended {
             call_id: call_id.to_string(),
             at_ms: crate::now_ms(),
@@ -899,6 +937,16 @@ impl Hub {
         self.cdr.close();
     }
 
+    fn forget_ringing_pair(&mut self, caller: UserId, callee: UserId, call_id: &str) {
+        if self
+            .ringing_pairs
+            .get(&(caller, callee))
+            .is_some_and(|id| id == call_id)
+        {
+            self.ringing_pairs.remove(&(caller, callee));
+        }
+    }
+
     fn device_joins_call(&mut self, user: UserId, device: &str, call_id: &str) {
         if let Some(d) = self
             .users
@@ -919,15 +967,17 @@ impl Hub {
         }
     }
 
-    /// Removes a disconnected device with no calls left, and the user with
-    /// their last device (telling the tenant they are offline).
+    /// Removes a disconnected device with no calls and no kept frames left,
+    /// and the user with their last device (telling the tenant they are
+    /// offline). A device in grace keeps the `call.ended` of a call that
+    /// ended while it was away until it returns or its grace runs out.
     fn drop_device_if_idle(&mut self, user: UserId, device: &str) {
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
         if u.devices
             .get(device)
-            .is_some_and(|d| d.conn.is_none() && d.calls.is_empty())
+            .is_some_and(|d| d.conn.is_none() && d.calls.is_empty() && d.pending.is_empty())
         {
             u.devices.remove(device);
         }

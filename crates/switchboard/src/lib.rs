@@ -148,6 +148,12 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = %store.path().display(), "switchboard listening");
     let app = http::router(shared.clone());
+    // Signaling frames are small and latency-bound: no Nagle delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let mut stop_wait = shared.shutdown.clone();
     let server = axum::serve(
         listener,

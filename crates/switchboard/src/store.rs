@@ -217,6 +217,48 @@ impl Store {
         }
     }
 
+    /// Adds many users of one tenant that share one precomputed argon2id PHC
+    /// hash (bulk provisioning, load tests), in one transaction. Returns
+    /// their ids in order.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown tenant, [`Error::Conflict`] when a
+    /// name is taken, [`Error::Invalid`] for a bad name or hash.
+    pub async fn add_users_hashed(
+        &self,
+        tenant: &str,
+        users: &[(String, String)],
+        phc_hash: &str,
+    ) -> Result<Vec<UserId>, Error> {
+        PasswordHash::new(phc_hash).map_err(|e| Error::Invalid(format!("bad PHC hash: {e}")))?;
+        let tenant_id = self.tenant_id(tenant).await?;
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(users.len());
+        for (username, display_name) in users {
+            check_name("user", username)?;
+            let r = sqlx::query(
+                "INSERT INTO users (tenant_id, username, display_name, password_hash, created_at_ms)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(tenant_id)
+            .bind(username)
+            .bind(display_name)
+            .bind(phc_hash)
+            .bind(now_ms() as i64)
+            .execute(&mut *tx)
+            .await;
+            match r {
+                Ok(done) => ids.push(done.last_insert_rowid()),
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::Conflict(format!("user `{username}` exists")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     /// Lists users, of one tenant or of all, sorted by tenant then name.
     ///
     /// # Errors
@@ -576,6 +618,19 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| call_record(&r, user_id)))
+    }
+
+    /// Whether a call record with this id exists (in any tenant): call ids are
+    /// never reused, so an old record cannot be overwritten.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn call_exists(&self, call_id: &str) -> Result<bool, Error> {
+        Ok(sqlx::query("SELECT 1 FROM calls WHERE id = ?")
+            .bind(call_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// Whether `user_id` was a party to `call_id` (for late `call.stats`).

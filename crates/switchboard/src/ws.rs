@@ -397,6 +397,13 @@ async fn dispatch(
                     .await
                     .map_err(internal)?,
             };
+            if shared.store.call_exists(&call_id).await.map_err(internal)? {
+                return Err(HubError {
+                    code: ErrorCode::CallExists,
+                    message: "call_id already used".into(),
+                    call_id: None,
+                });
+            }
             hub().invite(conn, &call_id, &to, callee, sdp)
         }
         ClientMessage::Ringing { call_id } => hub().ringing(conn, &call_id),

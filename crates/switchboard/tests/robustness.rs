@@ -220,6 +220,12 @@ async fn graceful_shutdown_tells_clients_and_keeps_records() {
     let (_, open) = srv2.get("/v1/calls/during-stop", Some(&token)).await;
     assert_eq!(open["end_reason"], "failed");
     assert!(open["answered_at_ms"].as_u64().is_some());
+    // Call ids are never reused, even once the server has forgotten them.
+    let mut alice = srv2.connect(&token, "alice", "a1").await;
+    alice.invite("before-stop", "bob").await;
+    alice
+        .expect_error("call_exists", Some("inv-before-stop"))
+        .await;
 }
 
 /// The binary, run as an operator would; killed when dropped.

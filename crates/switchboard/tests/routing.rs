@@ -236,14 +236,33 @@ async fn glare_resolves_to_one_call() {
     let mut bob = srv.client("bob", "b1").await;
     alice.invite("from-alice", "bob").await;
     bob.invite("from-bob", "alice").await;
-    let inc = bob.expect("call.incoming").await;
-    assert_eq!(inc["call_id"], "from-alice");
-    let g = bob.expect_error("glare", Some("inv-from-bob")).await;
-    assert_eq!(g["call_id"], "from-alice");
-    alice.expect_silence(200).await;
-    bob.accept("from-alice").await;
-    alice.expect("call.accepted").await;
-    bob.expect("call.accepted").await;
+    // Whichever invite the server routed first survives; the other side
+    // gets `glare` naming it, and is being rung by it. Only the loser hears
+    // anything: the incoming call and the error, in either order.
+    let (alice_lost, first) = tokio::select! {
+        v = alice.recv() => (true, v),
+        v = bob.recv() => (false, v),
+    };
+    let (winner, loser, survivor, refused) = if alice_lost {
+        (&mut bob, &mut alice, "from-bob", "inv-from-alice")
+    } else {
+        (&mut alice, &mut bob, "from-alice", "inv-from-bob")
+    };
+    let second = loser.recv().await;
+    let (err, inc) = if first["type"] == "error" {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(err["code"], "glare", "{err}");
+    assert_eq!(err["ref"], refused);
+    assert_eq!(err["call_id"], survivor);
+    assert_eq!(inc["type"], "call.incoming");
+    assert_eq!(inc["call_id"], survivor);
+    winner.expect_silence(200).await;
+    loser.accept(survivor).await;
+    winner.expect("call.accepted").await;
+    loser.expect("call.accepted").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, hist) = srv.get("/v1/calls", Some(&alice.token)).await;
     assert_eq!(hist["calls"].as_array().unwrap().len(), 1, "{hist}");
@@ -353,4 +372,40 @@ async fn a_second_connection_with_the_same_device_id_replaces_the_first() {
     let mut first = srv.client("alice", "a1").await;
     let _second = srv.connect(&first.token.clone(), "alice", "a1").await;
     assert_eq!(first.expect_close().await, 4002);
+}
+
+#[tokio::test]
+async fn a_call_that_ends_during_grace_is_told_on_return() {
+    let srv = TestServer::start_with(|c| c.reconnect_grace = Duration::from_secs(3)).await;
+    let mut alice = srv.client("alice", "a1").await;
+    let mut bob = srv.client("bob", "b1").await;
+    answered_call(&mut alice, &mut bob, "ended-away").await;
+    let token = bob.token.clone();
+    drop(bob);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    alice.hangup("ended-away").await;
+    assert_eq!(alice.expect("call.ended").await["reason"], "completed");
+    let mut bob = srv.connect(&token, "bob", "b1").await;
+    assert!(bob.welcome["calls"].as_array().unwrap().is_empty());
+    let e = bob.expect("call.ended").await;
+    assert_eq!(
+        (e["call_id"].as_str(), e["by"].as_str()),
+        (Some("ended-away"), Some("alice"))
+    );
+}
+
+#[tokio::test]
+async fn a_rung_device_whose_socket_is_replaced_is_rung_again() {
+    let srv = TestServer::start().await;
+    let mut alice = srv.client("alice", "a1").await;
+    let mut bob = srv.client("bob", "b1").await;
+    alice.invite("re-ring", "bob").await;
+    bob.expect("call.incoming").await;
+    let mut bob2 = srv.connect(&bob.token.clone(), "bob", "b1").await;
+    assert_eq!(bob.expect_close().await, 4002);
+    assert_eq!(bob2.welcome["calls"][0]["phase"], "ringing");
+    let inc = bob2.expect("call.incoming").await;
+    assert_eq!(inc["sdp"], fake_sdp("offer"));
+    bob2.accept("re-ring").await;
+    assert_eq!(alice.expect("call.accepted").await["device_id"], "b1");
 }
