@@ -30,4 +30,22 @@
 pub mod call;
 pub mod dtmf;
 pub mod jitter;
+pub mod media;
 pub mod quality;
+
+/// Errors of the call engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The WebRTC stack or the codec refused something (bad SDP, ICE
+    /// failure). Retrying the same thing does not help; a new call may.
+    #[error("media: {0}")]
+    Media(String),
+}
+
+impl EngineError {
+    /// Whether retrying the same operation later can succeed.
+    pub fn retryable(&self) -> bool {
+        false
+    }
+}
