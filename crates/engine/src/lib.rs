@@ -10,9 +10,10 @@
 //! - [`dtmf`]: RFC 4733 telephone-events, send and receive;
 //! - [`quality`]: estimated MOS from the ITU-T G.107 E-model.
 //!
-//! What it is not (yet): the signaling client, the WebRTC session and the
-//! audio pipeline that put these together behind a cloneable handle and an
-//! event stream; see the "Call engine and phonectl" issue.
+//! Around that core: [`media`], one call's WebRTC session (webrtc-rs behind
+//! the [`media::MediaSession`] trait) with its Opus audio pipeline, and
+//! [`Engine`], the cloneable handle over one signaling connection with one
+//! stream of [`EngineEvent`]s.
 //!
 //! ```
 //! use softphone_engine::call::{CallInput, CallState, Direction};
@@ -29,6 +30,7 @@
 
 pub mod call;
 pub mod dtmf;
+mod engine;
 pub mod jitter;
 pub mod media;
 pub mod quality;
@@ -41,11 +43,37 @@ pub enum EngineError {
     /// failure). Retrying the same thing does not help; a new call may.
     #[error("media: {0}")]
     Media(String),
+    /// The switchboard cannot be reached or broke the protocol; retrying
+    /// later may help.
+    #[error("signaling: {0}")]
+    Signaling(String),
+    /// Wrong credentials, or the token was refused or expired: log in again.
+    #[error("not authorised: {0}")]
+    Unauthorized(String),
+    /// No such call on this engine.
+    #[error("no call `{0}` here")]
+    UnknownCall(String),
+    /// The call is not in a state that allows this.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The engine has shut down.
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+pub use engine::{CallAudio, Engine, EngineConfig, EngineEvent, login};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl EngineError {
     /// Whether retrying the same operation later can succeed.
     pub fn retryable(&self) -> bool {
-        false
+        matches!(self, Self::Signaling(_))
     }
 }

@@ -1,0 +1,188 @@
+//! Real calls through a real switchboard: two engines, real WebRTC on
+//! loopback, generators in, analysis of what arrived out.
+
+use std::time::{Duration, Instant};
+
+use softphone_audio::{Tone, analysis};
+use softphone_e2e::{Capture, Server};
+use softphone_engine::call::CallState;
+use softphone_engine::{CallAudio, EngineEvent};
+use softphone_protocol::EndReason;
+
+fn state_of(call: &str, want: CallState) -> impl FnMut(&EngineEvent) -> Option<()> + '_ {
+    move |ev| match ev {
+        EngineEvent::CallState { call_id, state } if call_id == call && *state == want => Some(()),
+        _ => None,
+    }
+}
+
+fn dominant(samples: &[f32]) -> f64 {
+    analysis::dominant_frequency(samples, 48_000.0, 100.0, 4_000.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_carries_tones_both_ways_mutes_holds_and_leaves_a_cdr() {
+    let srv = Server::start().await;
+    let (alice, mut a_ev, a_token) = srv.engine("alice", "alice-laptop").await;
+    let (bob, mut b_ev, _) = srv.engine("bob", "bob-desk").await;
+    let (a_hears, b_hears) = (Capture::default(), Capture::default());
+
+    let call = alice
+        .dial(
+            "bob",
+            CallAudio {
+                source: Box::new(Tone::new(440.0, -12.0)),
+                sink: Box::new(a_hears.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    let (incoming, from) = b_ev
+        .wait("incoming call", |ev| match ev {
+            EngineEvent::Incoming { call_id, from } => Some((call_id.clone(), from.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(incoming, call);
+    assert_eq!(from.user, "alice");
+    a_ev.wait("ringing", state_of(&call, CallState::Ringing))
+        .await;
+
+    bob.answer(
+        &call,
+        CallAudio {
+            source: Box::new(Tone::new(1000.0, -12.0)),
+            sink: Box::new(b_hears.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    a_ev.wait("active", state_of(&call, CallState::Active))
+        .await;
+    b_ev.wait("active", state_of(&call, CallState::Active))
+        .await;
+    let answered = Instant::now();
+    b_ev.wait("first audio", |ev| {
+        matches!(ev, EngineEvent::FirstAudio { .. }).then_some(())
+    })
+    .await;
+
+    // What arrived, not what was sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_b = b_hears.listen(1000).await;
+    let at_a = a_hears.listen(1000).await;
+    assert!(
+        (dominant(&at_b) - 440.0).abs() < 5.0,
+        "bob heard {} Hz",
+        dominant(&at_b)
+    );
+    assert!(
+        (dominant(&at_a) - 1000.0).abs() < 5.0,
+        "alice heard {} Hz",
+        dominant(&at_a)
+    );
+
+    // Mute: the far end hears digital silence.
+    alice.set_mute(&call, true);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let muted = analysis::rms_dbfs(&b_hears.listen(1000).await);
+    assert!(muted < -60.0, "muted call level {muted} dBFS");
+    alice.set_mute(&call, false);
+
+    // Hold by re-offer: both sides show Held, no audio; resume brings it back.
+    alice.set_hold(&call, true).await.unwrap();
+    a_ev.wait(
+        "held (local)",
+        state_of(
+            &call,
+            CallState::Held {
+                local: true,
+                remote: false,
+            },
+        ),
+    )
+    .await;
+    b_ev.wait(
+        "held (remote)",
+        state_of(
+            &call,
+            CallState::Held {
+                local: false,
+                remote: true,
+            },
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(analysis::rms_dbfs(&b_hears.listen(1000).await) < -60.0);
+    assert!(analysis::rms_dbfs(&a_hears.listen(1000).await) < -60.0);
+    alice.set_hold(&call, false).await.unwrap();
+    a_ev.wait("resumed", state_of(&call, CallState::Active))
+        .await;
+    b_ev.wait("resumed", state_of(&call, CallState::Active))
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let resumed = b_hears.listen(1000).await;
+    assert!(
+        (dominant(&resumed) - 440.0).abs() < 5.0,
+        "after resume bob heard {} Hz",
+        dominant(&resumed)
+    );
+
+    // Hang up: both ends see Ended(completed); the CDR's duration matches.
+    alice.hangup(&call);
+    let ended = CallState::Ended {
+        reason: EndReason::Completed,
+    };
+    a_ev.wait("ended", state_of(&call, ended)).await;
+    b_ev.wait("ended", state_of(&call, ended)).await;
+    let measured = answered.elapsed().as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cdr = srv.get(&format!("/v1/calls/{call}"), &a_token).await;
+    assert_eq!(cdr["end_reason"], "completed", "{cdr}");
+    assert_eq!(cdr["ended_by"], "alice");
+    let duration = cdr["duration_ms"].as_i64().unwrap();
+    assert!(
+        (duration - measured).abs() <= 500,
+        "CDR {duration} ms vs measured {measured} ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declined_and_unanswered_calls_end_with_their_reasons() {
+    let srv = Server::start().await;
+    let (alice, mut a_ev, _) = srv.engine("alice", "a").await;
+    let (bob, mut b_ev, _) = srv.engine("bob", "b").await;
+    let audio = || CallAudio {
+        source: Box::new(softphone_audio::Silence),
+        sink: Box::new(softphone_audio::NullSink),
+    };
+    let call = alice.dial("bob", audio()).await.unwrap();
+    b_ev.wait("incoming", |ev| {
+        matches!(ev, EngineEvent::Incoming { .. }).then_some(())
+    })
+    .await;
+    bob.reject(&call);
+    a_ev.wait(
+        "rejected",
+        state_of(
+            &call,
+            CallState::Ended {
+                reason: EndReason::Rejected,
+            },
+        ),
+    )
+    .await;
+
+    let call = alice.dial("carol", audio()).await.unwrap();
+    a_ev.wait(
+        "unavailable",
+        state_of(
+            &call,
+            CallState::Ended {
+                reason: EndReason::Unavailable,
+            },
+        ),
+    )
+    .await;
+}

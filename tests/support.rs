@@ -1,0 +1,141 @@
+//! Shared pieces of the end-to-end tests: a switchboard on loopback with a
+//! temp SQLite file, engines logged in to it, and capturing sinks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use softphone_audio::Sink;
+use softphone_engine::{Engine, EngineConfig, EngineEvent};
+use tokio::sync::mpsc;
+
+/// Password of every test account.
+pub const PW: &str = "password-123";
+
+/// A running switchboard with tenant `acme` and users alice, bob, carol.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The data directory (kept alive while the server runs).
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    /// Starts the server in this process on a free port.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = switchboard::Store::open(dir.path()).await.expect("store");
+        store.add_tenant("acme").await.expect("tenant");
+        for (u, d) in [
+            ("alice", "Alice Martin"),
+            ("bob", "Bob Stone"),
+            ("carol", "Carol King"),
+        ] {
+            store.add_user("acme", u, d, PW).await.expect("user");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let config = switchboard::Config::with_data_dir(dir.path());
+        tokio::spawn(switchboard::run(listener, config, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            dir,
+            stop: Some(tx),
+        }
+    }
+
+    /// Logs `user` in and connects an engine for device `device`.
+    pub async fn engine(&self, user: &str, device: &str) -> (Engine, Events, String) {
+        let login = softphone_engine::login(&self.base, "acme", user, PW)
+            .await
+            .expect("login");
+        let (engine, rx) = Engine::connect(EngineConfig {
+            server: self.base.clone(),
+            token: login.token.clone(),
+            device_id: device.into(),
+            device_name: format!("{user}'s test device"),
+        })
+        .await
+        .expect("connect");
+        (engine, Events(rx), login.token)
+    }
+
+    /// GET with a bearer token; the JSON body.
+    pub async fn get(&self, path: &str, token: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An engine's event stream with waiting helpers.
+pub struct Events(pub mpsc::UnboundedReceiver<EngineEvent>);
+
+impl Events {
+    /// Waits (10 s at most) for the first event `pick` accepts.
+    pub async fn wait<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&EngineEvent) -> Option<T>,
+    ) -> T {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(ev) = self.0.recv().await {
+                if let Some(t) = pick(&ev) {
+                    return t;
+                }
+            }
+            panic!("event stream ended while waiting for {what}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within 10 s"))
+    }
+}
+
+/// A sink that keeps everything it hears.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Vec<f32>>>);
+
+impl Sink for Capture {
+    fn write_frame(&mut self, frame: &[f32]) {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(frame);
+        }
+    }
+}
+
+impl Capture {
+    /// Takes what was heard so far.
+    pub fn take(&self) -> Vec<f32> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    /// Discards what was heard so far, waits, and returns what is heard
+    /// during the next `ms`.
+    pub async fn listen(&self, ms: u64) -> Vec<f32> {
+        self.take();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.take()
+    }
+}
