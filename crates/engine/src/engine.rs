@@ -41,8 +41,10 @@ pub struct CallAudio {
     pub sink: Box<dyn Sink>,
 }
 
-/// Everything the engine reports, in order, on one stream.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything the engine reports, in order, on one stream. Serialises as
+/// `{"event": "call_state", ...}` (phonectl's `--json` lines).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EngineEvent {
     /// Signaling is up (after `welcome`).

@@ -29,6 +29,7 @@
 //! ```
 
 pub mod call;
+pub mod credentials;
 pub mod dtmf;
 mod engine;
 pub mod jitter;
@@ -56,6 +57,10 @@ pub enum EngineError {
     /// The call is not in a state that allows this.
     #[error("{0}")]
     InvalidState(String),
+    /// The OS credential store refused or is not running (no Secret
+    /// Service, locked keychain). Retrying after unlocking it may help.
+    #[error("credential store: {0}")]
+    Credentials(String),
     /// The engine has shut down.
     #[error("the engine has stopped")]
     Stopped,
@@ -74,6 +79,6 @@ pub(crate) fn now_ms() -> u64 {
 impl EngineError {
     /// Whether retrying the same operation later can succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::Signaling(_))
+        matches!(self, Self::Signaling(_) | Self::Credentials(_))
     }
 }

@@ -66,7 +66,7 @@ pub enum MediaEvent {
 }
 
 /// Media statistics of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct MediaStats {
     /// ICE round-trip time (STUN consent checks), in ms.
     pub rtt_ms: Option<f64>,

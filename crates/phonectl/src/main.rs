@@ -1,0 +1,456 @@
+//! `phonectl`: the call engine, headless. For tests, benchmarks, bots and
+//! operators.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use softphone_audio::{NullSink, Silence, Sink, Source, Tone, WavSink, WavSource};
+use softphone_engine::call::CallState;
+use softphone_engine::credentials::{TokenStore, account_key};
+use softphone_engine::{CallAudio, Engine, EngineConfig, EngineEvent};
+
+/// phonectl: make and take softphone calls from the command line.
+///
+/// Credentials: the session token is kept in the OS credential store after
+/// `phonectl login`. Without a stored token, commands log in with the
+/// password in PHONECTL_PASSWORD. Nothing else is stored.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// Switchboard URL.
+    #[arg(
+        long,
+        env = "PHONECTL_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// Tenant name.
+    #[arg(long, env = "PHONECTL_TENANT", global = true)]
+    tenant: Option<String>,
+    /// User name.
+    #[arg(long, env = "PHONECTL_USER", global = true)]
+    user: Option<String>,
+    /// Device id (stable per install) [default: phonectl-<user>].
+    #[arg(long, env = "PHONECTL_DEVICE_ID", global = true)]
+    device_id: Option<String>,
+    /// Keep the token in memory only, not in the OS credential store.
+    #[arg(long, global = true)]
+    no_keyring: bool,
+    /// Print events as JSON lines instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Log in and keep the token in the OS credential store.
+    Login {
+        /// Read the password from standard input (else PHONECTL_PASSWORD).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke the token and delete it from the credential store.
+    Logout,
+    /// Show who the stored token belongs to.
+    Whoami,
+    /// List the audio devices phonectl can use.
+    Devices,
+    /// Call a user of your tenant.
+    Call {
+        /// User name to call.
+        target: String,
+        #[command(flatten)]
+        media: MediaArgs,
+    },
+    /// Wait for the next incoming call and answer it.
+    Answer {
+        /// Keep answering calls, one after another, until interrupted.
+        #[arg(long)]
+        auto: bool,
+        #[command(flatten)]
+        media: MediaArgs,
+    },
+    /// Show my call history, newest first.
+    History {
+        /// How many calls.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct MediaArgs {
+    /// Send this WAV file (any rate, mono or stereo).
+    #[arg(long, conflicts_with = "tone")]
+    play: Option<PathBuf>,
+    /// Send a sine tone of this frequency, in Hz.
+    #[arg(long)]
+    tone: Option<f32>,
+    /// Record what arrives to this WAV file (48 kHz mono, 16-bit).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Hang up this many seconds after the call is answered.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Put the call on hold this many seconds after it is answered (and
+    /// resume two seconds later).
+    #[arg(long)]
+    hold_after: Option<f64>,
+    /// Send these DTMF digits once the call is up (not yet supported).
+    #[arg(long)]
+    dtmf: Option<String>,
+}
+
+impl MediaArgs {
+    fn audio(&self) -> anyhow::Result<CallAudio> {
+        let source: Box<dyn Source> = match (&self.play, self.tone) {
+            (Some(p), _) => Box::new(WavSource::open(p, false)?),
+            (None, Some(hz)) => Box::new(Tone::new(hz, -12.0)),
+            (None, None) => Box::new(Silence),
+        };
+        let sink: Box<dyn Sink> = match &self.record {
+            Some(p) => Box::new(WavSink::create(p)?),
+            None => Box::new(NullSink),
+        };
+        Ok(CallAudio { source, sink })
+    }
+}
+
+struct Ctx {
+    server: String,
+    tenant: String,
+    user: String,
+    device_id: String,
+    store: TokenStore,
+    json: bool,
+}
+
+impl Ctx {
+    fn account(&self) -> String {
+        account_key(&self.server, &self.tenant, &self.user)
+    }
+
+    fn password(from_stdin: bool) -> anyhow::Result<Option<String>> {
+        if from_stdin {
+            let mut pw = String::new();
+            std::io::stdin().read_to_string(&mut pw)?;
+            return Ok(Some(pw.trim_end_matches(['\n', '\r']).to_string()));
+        }
+        Ok(std::env::var("PHONECTL_PASSWORD").ok())
+    }
+
+    /// A usable token: PHONECTL_TOKEN, the stored one, or a fresh login
+    /// with PHONECTL_PASSWORD.
+    async fn token(&self) -> anyhow::Result<String> {
+        if let Ok(t) = std::env::var("PHONECTL_TOKEN") {
+            return Ok(t);
+        }
+        if let Some(t) = self.store.load(&self.account())? {
+            return Ok(t);
+        }
+        let Some(pw) = Self::password(false)? else {
+            bail!("not logged in: run `phonectl login` or set PHONECTL_PASSWORD");
+        };
+        let login = softphone_engine::login(&self.server, &self.tenant, &self.user, &pw).await?;
+        Ok(login.token)
+    }
+
+    fn print(&self, ev: &EngineEvent) {
+        if self.json {
+            println!("{}", serde_json::to_string(ev).unwrap_or_default());
+            return;
+        }
+        match ev {
+            EngineEvent::Registered { user, tenant } => {
+                println!(
+                    "registered as {} ({}) in {tenant}",
+                    user.user, user.display_name
+                )
+            }
+            EngineEvent::Incoming { call_id, from } => {
+                println!(
+                    "incoming call {call_id} from {} ({})",
+                    from.user, from.display_name
+                )
+            }
+            EngineEvent::CallState { call_id, state } => println!("call {call_id}: {state:?}"),
+            EngineEvent::FirstAudio { call_id } => println!("call {call_id}: audio flowing"),
+            EngineEvent::Stats { stats, .. } => println!(
+                "stats: rtt {} ms, jitter {:.1} ms, loss {:.1} %, send {:.1} kbit/s, recv {:.1} kbit/s, MOS {:.2}",
+                stats.rtt_ms.map_or("-".into(), |r| format!("{r:.1}")),
+                stats.jitter_ms,
+                stats.loss_pct,
+                stats.send_kbps,
+                stats.recv_kbps,
+                stats.mos
+            ),
+            EngineEvent::ServerError { code, message } => {
+                eprintln!("server refused: {code}: {message}")
+            }
+            EngineEvent::Disconnected { reason } => eprintln!("disconnected: {reason}"),
+            other => println!("{other:?}"),
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PHONECTL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("phonectl: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("phonectl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Command::Devices) {
+        println!("input devices:  file (--play FILE.wav), tone (--tone HZ), silence (default)");
+        println!("output devices: file (--record FILE.wav), discard (default)");
+        println!("sound cards (cpal) are not supported by this build yet");
+        return Ok(());
+    }
+    let tenant = cli
+        .tenant
+        .clone()
+        .context("--tenant (or PHONECTL_TENANT) is required")?;
+    let user = cli
+        .user
+        .clone()
+        .context("--user (or PHONECTL_USER) is required")?;
+    let ctx = Ctx {
+        device_id: cli
+            .device_id
+            .clone()
+            .unwrap_or_else(|| format!("phonectl-{user}")),
+        server: cli.server.trim_end_matches('/').to_string(),
+        tenant,
+        user,
+        store: if cli.no_keyring {
+            TokenStore::memory()
+        } else {
+            TokenStore::Keyring
+        },
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Login { password_stdin } => {
+            let pw = Ctx::password(password_stdin)?
+                .context("no password: use --password-stdin or PHONECTL_PASSWORD")?;
+            let login = softphone_engine::login(&ctx.server, &ctx.tenant, &ctx.user, &pw).await?;
+            ctx.store.save(&ctx.account(), &login.token)?;
+            println!(
+                "logged in as {} ({}) in {}{}",
+                login.user.user,
+                login.user.display_name,
+                login.tenant,
+                if cli.no_keyring {
+                    "; token not stored (--no-keyring)"
+                } else {
+                    "; token stored in the OS credential store"
+                }
+            );
+        }
+        Command::Logout => {
+            if let Some(t) = ctx.store.load(&ctx.account())? {
+                let _ = reqwest::Client::new()
+                    .post(format!("{}/v1/logout", ctx.server))
+                    .bearer_auth(&t)
+                    .send()
+                    .await;
+            }
+            ctx.store.delete(&ctx.account())?;
+            println!("logged out");
+        }
+        Command::Whoami => {
+            let v = api_get(&ctx, "/v1/me").await?;
+            if ctx.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "{} ({}) in {}, {}",
+                    v["user"]["user"], v["user"]["display_name"], v["tenant"], v["presence"]
+                );
+            }
+        }
+        Command::History { limit } => {
+            let v = api_get(&ctx, &format!("/v1/calls?limit={limit}")).await?;
+            if ctx.json {
+                println!("{v}");
+            } else {
+                for c in v["calls"].as_array().into_iter().flatten() {
+                    let peer = if c["direction"] == "outgoing" {
+                        &c["callee"]["user"]
+                    } else {
+                        &c["caller"]["user"]
+                    };
+                    println!(
+                        "{:<10} {:<12} {:<14} {:>7.1} s{}",
+                        c["direction"].as_str().unwrap_or("?"),
+                        peer.as_str().unwrap_or("?"),
+                        c["end_reason"].as_str().unwrap_or("in progress"),
+                        c["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                        if c["missed"] == true { "  MISSED" } else { "" }
+                    );
+                }
+            }
+        }
+        Command::Call { target, media } => {
+            if media.dtmf.is_some() {
+                bail!("--dtmf is not supported by this build yet");
+            }
+            let (engine, mut events) = connect(&ctx).await?;
+            let call_id = engine.dial(&target, media.audio()?).await?;
+            follow_call(&ctx, &engine, &mut events, &call_id, &media).await?;
+        }
+        Command::Answer { auto, media } => {
+            if media.dtmf.is_some() {
+                bail!("--dtmf is not supported by this build yet");
+            }
+            let (engine, mut events) = connect(&ctx).await?;
+            loop {
+                let call_id = loop {
+                    match events.recv().await {
+                        Some(ev @ EngineEvent::Incoming { .. }) => {
+                            ctx.print(&ev);
+                            if let EngineEvent::Incoming { call_id, .. } = ev {
+                                break call_id;
+                            }
+                        }
+                        Some(ev @ EngineEvent::Disconnected { .. }) => {
+                            ctx.print(&ev);
+                            bail!("signaling lost");
+                        }
+                        Some(ev) => ctx.print(&ev),
+                        None => bail!("engine stopped"),
+                    }
+                };
+                engine.answer(&call_id, media.audio()?).await?;
+                follow_call(&ctx, &engine, &mut events, &call_id, &media).await?;
+                if !auto {
+                    break;
+                }
+            }
+        }
+        Command::Devices => {}
+    }
+    Ok(())
+}
+
+async fn connect(
+    ctx: &Ctx,
+) -> anyhow::Result<(Engine, tokio::sync::mpsc::UnboundedReceiver<EngineEvent>)> {
+    let token = ctx.token().await?;
+    let (engine, events) = Engine::connect(EngineConfig {
+        server: ctx.server.clone(),
+        token,
+        device_id: ctx.device_id.clone(),
+        device_name: format!(
+            "phonectl on {}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into())
+        ),
+    })
+    .await?;
+    Ok((engine, events))
+}
+
+async fn api_get(ctx: &Ctx, path: &str) -> anyhow::Result<serde_json::Value> {
+    let token = ctx.token().await?;
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", ctx.server))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", ctx.server))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{}: {}",
+            body["code"].as_str().unwrap_or("error"),
+            body["message"].as_str().unwrap_or("request failed")
+        );
+    }
+    Ok(body)
+}
+
+/// Prints a call's events until it ends; applies --duration and --hold-after
+/// from the moment it is answered.
+async fn follow_call(
+    ctx: &Ctx,
+    engine: &Engine,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
+    call_id: &str,
+    media: &MediaArgs,
+) -> anyhow::Result<()> {
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut hangup_at = far;
+    let mut hold_at = far;
+    let mut resume_at = far;
+    let mut answered = false;
+    loop {
+        let next = hangup_at.min(hold_at).min(resume_at);
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            _ = tokio::time::sleep_until(next) => {
+                let now = tokio::time::Instant::now();
+                if now >= hangup_at {
+                    engine.hangup(call_id);
+                    hangup_at = far;
+                } else if now >= hold_at {
+                    engine.set_hold(call_id, true).await?;
+                    hold_at = far;
+                    resume_at = now + Duration::from_secs(2);
+                } else if now >= resume_at {
+                    engine.set_hold(call_id, false).await?;
+                    resume_at = far;
+                }
+                continue;
+            }
+        };
+        let Some(ev) = ev else {
+            bail!("engine stopped")
+        };
+        ctx.print(&ev);
+        match &ev {
+            EngineEvent::CallState { call_id: id, state } if id == call_id => {
+                if matches!(state, CallState::Connecting) && !answered {
+                    answered = true;
+                    let now = tokio::time::Instant::now();
+                    if let Some(d) = media.duration {
+                        hangup_at = now + Duration::from_secs_f64(d);
+                    }
+                    if let Some(h) = media.hold_after {
+                        hold_at = now + Duration::from_secs_f64(h);
+                    }
+                }
+                if let CallState::Ended { .. } = state {
+                    return Ok(());
+                }
+            }
+            EngineEvent::Disconnected { .. } => bail!("signaling lost"),
+            _ => {}
+        }
+    }
+}

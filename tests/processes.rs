@@ -1,0 +1,232 @@
+//! The shipped binaries, run as an operator would: a `switchboard` process
+//! and two `phonectl` processes making a real call, files in and out.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use softphone_audio::{Source, WavSource, analysis};
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The directory of the workspace's binaries (next to this test's `deps/`).
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "switchboard", "-p", "phonectl"])
+            .status()
+            .expect("cargo build")
+            .success();
+        assert!(ok, "building the binaries failed");
+    }
+    path
+}
+
+fn admin(data: &Path, args: &[&str], stdin: Option<&str>) {
+    let mut child = Command::new(bin("switchboard"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("switchboard admin");
+    if let Some(s) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(s.as_bytes())
+            .expect("write");
+    }
+    drop(child.stdin.take());
+    assert!(
+        child.wait().expect("wait").success(),
+        "switchboard {args:?} failed"
+    );
+}
+
+fn phonectl(base: &str, user: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("phonectl"));
+    c.args([
+        "--server",
+        base,
+        "--tenant",
+        "acme",
+        "--user",
+        user,
+        "--no-keyring",
+    ])
+    .args(args)
+    .env("PHONECTL_PASSWORD", "password-123");
+    c
+}
+
+fn read_wav(path: &Path) -> Vec<f32> {
+    let mut src = WavSource::open(path, false).expect("recording");
+    let mut all = Vec::new();
+    let mut frame = vec![0.0f32; softphone_audio::FRAME];
+    while src.read_frame(&mut frame) {
+        all.extend_from_slice(&frame);
+    }
+    all
+}
+
+#[test]
+fn two_phonectl_processes_call_through_a_switchboard_process() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    admin(&data, &["tenant", "add", "acme"], None);
+    admin(
+        &data,
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "--user",
+            "alice",
+            "--display-name",
+            "Alice",
+            "--password-stdin",
+        ],
+        Some("password-123"),
+    );
+    admin(
+        &data,
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "--user",
+            "bob",
+            "--display-name",
+            "Bob",
+            "--password-stdin",
+        ],
+        Some("password-123"),
+    );
+
+    let mut server = Command::new(bin("switchboard"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("switchboard");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let _server = Proc(server);
+    let base = line.trim().rsplit(' ').next().expect("url").to_string();
+
+    let bob_wav = dir.path().join("bob.wav");
+    let alice_wav = dir.path().join("alice.wav");
+    let mut bob = phonectl(&base, "bob", &["answer", "--tone", "1000"])
+        .arg("--record")
+        .arg(&bob_wav)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("phonectl answer");
+    let mut bob_out = BufReader::new(bob.stdout.take().expect("stdout"));
+    let mut bob_lines = Vec::new();
+    loop {
+        let mut l = String::new();
+        assert!(
+            bob_out.read_line(&mut l).expect("read") > 0,
+            "bob exited: {bob_lines:?}"
+        );
+        bob_lines.push(l.clone());
+        if l.starts_with("registered as bob") {
+            break;
+        }
+    }
+    let bob = Proc(bob);
+
+    let out = phonectl(
+        &base,
+        "alice",
+        &["--json", "call", "bob", "--tone", "440", "--duration", "3"],
+    )
+    .arg("--record")
+    .arg(&alice_wav)
+    .output()
+    .expect("phonectl call");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "call failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "call_state")
+        .filter_map(|e| e["state"]["state"].as_str())
+        .collect();
+    assert_eq!(states.first(), Some(&"dialing"), "{text}");
+    assert!(states.contains(&"active"), "{text}");
+    assert_eq!(states.last(), Some(&"ended"), "{text}");
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "call_state")
+        .expect("state");
+    assert_eq!(last["state"]["reason"], "completed");
+
+    // bob's `answer` ends with the call.
+    let mut bob = bob;
+    for _ in 0..50 {
+        if bob.0.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        bob.0.try_wait().expect("wait").is_some_and(|s| s.success()),
+        "bob still running or failed"
+    );
+
+    // What arrived, not what was sent.
+    let at_bob = read_wav(&bob_wav);
+    let at_alice = read_wav(&alice_wav);
+    assert!(
+        at_bob.len() > 48_000 * 2,
+        "bob recorded {} samples",
+        at_bob.len()
+    );
+    let tail = |v: &[f32]| v[v.len() / 3..].to_vec();
+    let fb = analysis::dominant_frequency(&tail(&at_bob), 48_000.0, 100.0, 4_000.0);
+    let fa = analysis::dominant_frequency(&tail(&at_alice), 48_000.0, 100.0, 4_000.0);
+    assert!((fb - 440.0).abs() < 5.0, "bob heard {fb} Hz");
+    assert!((fa - 1000.0).abs() < 5.0, "alice heard {fa} Hz");
+
+    let hist = phonectl(&base, "alice", &["history"])
+        .output()
+        .expect("history");
+    let hist = String::from_utf8_lossy(&hist.stdout);
+    assert!(
+        hist.contains("outgoing") && hist.contains("bob") && hist.contains("completed"),
+        "{hist}"
+    );
+}
