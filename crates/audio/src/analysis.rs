@@ -71,6 +71,34 @@ pub fn best_alignment(a: &[f32], b: &[f32], max_lag: usize) -> (usize, f64) {
     best
 }
 
+/// Like [`best_alignment`] but fast on long signals: finds the lag on
+/// 48×-decimated copies first, then refines it within ±96 samples at full
+/// rate. Returns (lag in samples, correlation).
+pub fn best_alignment_coarse_fine(a: &[f32], b: &[f32], max_lag: usize) -> (usize, f64) {
+    const K: usize = 48;
+    let decimate = |x: &[f32]| -> Vec<f32> {
+        x.chunks(K)
+            .map(|c| c.iter().map(|v| v.abs()).sum::<f32>() / c.len() as f32)
+            .collect()
+    };
+    let (da, db) = (decimate(a), decimate(b));
+    let (coarse, _) = best_alignment(&da, &db, max_lag / K + 1);
+    let center = coarse * K;
+    let lo = center.saturating_sub(2 * K);
+    let mut best = (lo, f64::MIN);
+    for lag in lo..=(center + 2 * K).min(b.len()) {
+        let n = a.len().min(b.len() - lag);
+        if n == 0 {
+            break;
+        }
+        let c = correlation(&a[..n], &b[lag..lag + n]);
+        if c > best.1 {
+            best = (lag, c);
+        }
+    }
+    best
+}
+
 /// Pearson correlation of two equal-length signals.
 pub fn correlation(a: &[f32], b: &[f32]) -> f64 {
     let n = a.len().min(b.len());

@@ -137,6 +137,9 @@ pub struct WebRtcSession {
     local_hold: Arc<AtomicBool>,
     remote_hold: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// Set once ICE and DTLS are up; the source is not read before, so a
+    /// file plays from its start to the far end.
+    connected: Arc<AtomicBool>,
 }
 
 fn err(e: impl std::fmt::Display) -> EngineError {
@@ -228,13 +231,17 @@ impl WebRtcSession {
         }));
         let ev = events.clone();
         let stop = Arc::new(AtomicBool::new(false));
+        let connected = Arc::new(AtomicBool::new(false));
         let stop_state = stop.clone();
+        let up = connected.clone();
         pc.on_peer_connection_state_change(Box::new(move |s| {
             let ev = ev.clone();
             let stop = stop_state.clone();
+            let up = up.clone();
             Box::pin(async move {
                 match s {
                     RTCPeerConnectionState::Connected => {
+                        up.store(true, Ordering::Relaxed);
                         let _ = ev.send(MediaEvent::Connected);
                     }
                     RTCPeerConnectionState::Failed if !stop.load(Ordering::Relaxed) => {
@@ -292,6 +299,7 @@ impl WebRtcSession {
             local_hold: Arc::new(AtomicBool::new(false)),
             remote_hold: Arc::new(AtomicBool::new(false)),
             stop,
+            connected,
         });
 
         // Send loop: every 20 ms, one Opus frame.
@@ -316,8 +324,11 @@ impl WebRtcSession {
             let mut marker = true;
             while !s.stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                source.read_frame(&mut pcm);
                 ts = ts.wrapping_add(FRAME as u32);
+                if !s.connected.load(Ordering::Relaxed) {
+                    continue;
+                }
+                source.read_frame(&mut pcm);
                 if s.local_hold.load(Ordering::Relaxed) || s.remote_hold.load(Ordering::Relaxed) {
                     marker = true;
                     continue;
