@@ -133,6 +133,24 @@ async fn a_call_carries_tones_both_ways_mutes_holds_and_leaves_a_cdr() {
     );
 
     // Hang up: both ends see Ended(completed); the CDR's duration matches.
+    // DTMF as RFC 4733 events: every digit arrives once, in order.
+    alice.send_dtmf(&call, "1234#").await.unwrap();
+    let mut digits = String::new();
+    while digits.len() < 5 {
+        let d = b_ev
+            .wait("DTMF digit", |ev| match ev {
+                EngineEvent::Dtmf { digit, .. } => Some(*digit),
+                _ => None,
+            })
+            .await;
+        digits.push(d);
+    }
+    assert_eq!(digits, "1234#");
+    assert!(
+        alice.send_dtmf(&call, "9x").await.is_err(),
+        "a non-digit is refused"
+    );
+
     let before_hangup = Instant::now();
     alice.hangup(&call);
     let ended = CallState::Ended {

@@ -73,6 +73,13 @@ pub enum EngineEvent {
         /// The call.
         call_id: String,
     },
+    /// A DTMF digit arrived (RFC 4733).
+    Dtmf {
+        /// The call.
+        call_id: String,
+        /// `0-9 * # A-D`.
+        digit: char,
+    },
     /// Media statistics, every 2 s during a call.
     Stats {
         /// The call.
@@ -168,6 +175,11 @@ enum Cmd {
     },
     SetPresence {
         status: Presence,
+    },
+    Dtmf {
+        call_id: String,
+        digits: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Shutdown,
 }
@@ -388,6 +400,22 @@ impl Engine {
         self.ask(|reply| Cmd::Hold {
             call_id,
             hold,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends DTMF digits on an established call (RFC 4733 telephone-events).
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownCall`]; [`EngineError::InvalidState`] when the
+    /// call is not established, a character is not a digit, or the far end
+    /// did not accept telephone-events.
+    pub async fn send_dtmf(&self, call_id: &str, digits: &str) -> Result<(), EngineError> {
+        let (call_id, digits) = (call_id.to_string(), digits.to_string());
+        self.ask(|reply| Cmd::Dtmf {
+            call_id,
+            digits,
             reply,
         })
         .await
@@ -660,6 +688,22 @@ impl Actor {
                 }
             }
             Cmd::SetPresence { status } => self.send(ClientMessage::PresenceSet { status }),
+            Cmd::Dtmf {
+                call_id,
+                digits,
+                reply,
+            } => {
+                let result = match self.calls.get(&call_id) {
+                    None => Err(EngineError::UnknownCall(call_id)),
+                    Some(c) => match (&c.session, c.state.is_established()) {
+                        (Some(s), true) => s.send_dtmf(&digits),
+                        _ => Err(EngineError::InvalidState(
+                            "the call is not established".into(),
+                        )),
+                    },
+                };
+                let _ = reply.send(result);
+            }
             Cmd::Shutdown => {}
         }
     }
@@ -800,6 +844,10 @@ impl Actor {
                     call_id: call_id.to_string(),
                 });
             }
+            MediaEvent::Dtmf(digit) => self.emit(EngineEvent::Dtmf {
+                call_id: call_id.to_string(),
+                digit,
+            }),
             MediaEvent::Stats(stats) => {
                 if let Some(c) = self.calls.get_mut(call_id) {
                     c.last_stats = Some(stats);

@@ -35,6 +35,7 @@ mod engine;
 pub mod jitter;
 pub mod media;
 pub mod quality;
+pub mod track;
 
 /// Errors of the call engine.
 #[derive(Debug, thiserror::Error)]

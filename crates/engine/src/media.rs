@@ -34,14 +34,16 @@ use webrtc::rtp_transceiver::rtp_codec::{
 };
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::stats::StatsReportType;
-use webrtc::track::track_local::TrackLocalWriter;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 use crate::EngineError;
+use crate::dtmf::{DtmfReceiver, EventPacket, GAP_MS, TONE_MS, event_code, packets_for};
 use crate::jitter::{JitterBuffer, Playout};
+use crate::track::{AudioTrack, MIME_TELEPHONE_EVENT, Payload};
 
 /// RTP payload type of Opus in our offers.
 pub const OPUS_PT: u8 = 111;
+/// RTP payload type of telephone-event/48000 (RFC 4733) in our offers.
+pub const DTMF_PT: u8 = 101;
 /// Opus `fmtp` line: in-band FEC and DTX on, 20 ms packets.
 pub const OPUS_FMTP: &str = "minptime=10;useinbandfec=1;usedtx=1";
 /// Consecutive frames (of 20 ms) that packet loss concealment may fill;
@@ -63,6 +65,8 @@ pub enum MediaEvent {
     FirstAudio,
     /// Periodic statistics (every 2 s).
     Stats(MediaStats),
+    /// A DTMF digit arrived (RFC 4733), once per key press.
+    Dtmf(char),
 }
 
 /// Media statistics of one call.
@@ -109,6 +113,13 @@ pub trait MediaSession: Send + Sync {
     ) -> impl Future<Output = Result<String, EngineError>> + Send;
     /// Mutes the microphone: the far end hears digital silence.
     fn set_mute(&self, mute: bool);
+    /// Queues DTMF digits (`0-9 * # A-D`) to send as RFC 4733 events, 100 ms
+    /// each with 60 ms gaps.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidState`] for a character that is not a digit, or
+    /// when the far end did not accept telephone-events.
+    fn send_dtmf(&self, digits: &str) -> Result<(), EngineError>;
     /// Closes the connection and stops the pipeline.
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
@@ -132,7 +143,8 @@ struct Counters {
 pub struct WebRtcSession {
     pc: Arc<RTCPeerConnection>,
     transceiver: Mutex<Option<Arc<RTCRtpTransceiver>>>,
-    track: Arc<TrackLocalStaticRTP>,
+    track: Arc<AudioTrack>,
+    dtmf_queue: std::sync::Mutex<std::collections::VecDeque<u8>>,
     muted: Arc<AtomicBool>,
     local_hold: Arc<AtomicBool>,
     remote_hold: Arc<AtomicBool>,
@@ -175,6 +187,21 @@ impl WebRtcSession {
             RTPCodecType::Audio,
         )
         .map_err(err)?;
+        me.register_codec(
+            RTCRtpCodecParameters {
+                capability: RTCRtpCodecCapability {
+                    mime_type: MIME_TELEPHONE_EVENT.to_owned(),
+                    clock_rate: 48_000,
+                    channels: 1,
+                    sdp_fmtp_line: "0-15".to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: DTMF_PT,
+                ..Default::default()
+            },
+            RTPCodecType::Audio,
+        )
+        .map_err(err)?;
         let registry = register_default_interceptors(Registry::new(), &mut me).map_err(err)?;
         let api = APIBuilder::new()
             .with_media_engine(me)
@@ -192,17 +219,13 @@ impl WebRtcSession {
             ..Default::default()
         };
         let pc = Arc::new(api.new_peer_connection(config).await.map_err(err)?);
-        let track = Arc::new(TrackLocalStaticRTP::new(
-            RTCRtpCodecCapability {
-                mime_type: MIME_TYPE_OPUS.to_owned(),
-                clock_rate: 48_000,
-                channels: 2,
-                sdp_fmtp_line: OPUS_FMTP.to_owned(),
-                rtcp_feedback: vec![],
-            },
-            "audio".to_owned(),
-            "softphone".to_owned(),
-        ));
+        let track = Arc::new(AudioTrack::new(RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: OPUS_FMTP.to_owned(),
+            rtcp_feedback: vec![],
+        }));
         let sender = pc.add_track(track.clone()).await.map_err(err)?;
         // Drain RTCP so the interceptors run.
         tokio::spawn(async move {
@@ -263,14 +286,25 @@ impl WebRtcSession {
         let expected = Arc::new(AtomicU64::new(0));
 
         // Receive: RTP → jitter buffer.
-        let (jb, c, exp) = (jitter.clone(), counters.clone(), expected.clone());
+        let (jb, c, exp, ev_rx) = (
+            jitter.clone(),
+            counters.clone(),
+            expected.clone(),
+            events.clone(),
+        );
         pc.on_track(Box::new(move |track, _, _| {
-            let (jb, c, exp) = (jb.clone(), c.clone(), exp.clone());
+            let (jb, c, exp, ev) = (jb.clone(), c.clone(), exp.clone(), ev_rx.clone());
             Box::pin(async move {
                 let mut first: Option<u16> = None;
                 let mut highest: u64 = 0;
+                let audio_pt = track.payload_type();
+                let mut dtmf = DtmfReceiver::default();
                 while let Ok((pkt, _)) = track.read_rtp().await {
-                    if pkt.header.payload_type != OPUS_PT {
+                    if pkt.header.payload_type != audio_pt {
+                        // Anything else on this stream is telephone-event.
+                        if let Some(d) = dtmf.on_packet(pkt.header.timestamp, &pkt.payload) {
+                            let _ = ev.send(MediaEvent::Dtmf(d));
+                        }
                         continue;
                     }
                     c.recv_packets.fetch_add(1, Ordering::Relaxed);
@@ -295,6 +329,7 @@ impl WebRtcSession {
             pc: pc.clone(),
             transceiver: Mutex::new(None),
             track: track.clone(),
+            dtmf_queue: std::sync::Mutex::new(std::collections::VecDeque::new()),
             muted: Arc::new(AtomicBool::new(false)),
             local_hold: Arc::new(AtomicBool::new(false)),
             remote_hold: Arc::new(AtomicBool::new(false)),
@@ -322,6 +357,10 @@ impl WebRtcSession {
             let mut seq: u16 = rand_u16();
             let mut ts: u32 = rand_u16() as u32 * 4096;
             let mut marker = true;
+            // The digit being sent: its packets, its start timestamp, ms since start.
+            let mut digit: Option<(Vec<EventPacket>, u32, u32)> = None;
+            let mut gap_until_ms: u32 = 0;
+            let mut since_ms: u32 = 0;
             while !s.stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 ts = ts.wrapping_add(FRAME as u32);
@@ -331,6 +370,45 @@ impl WebRtcSession {
                 source.read_frame(&mut pcm);
                 if s.local_hold.load(Ordering::Relaxed) || s.remote_hold.load(Ordering::Relaxed) {
                     marker = true;
+                    continue;
+                }
+                since_ms = since_ms.saturating_add(20);
+                if digit.is_none() && since_ms >= gap_until_ms {
+                    let next = s.dtmf_queue.lock().ok().and_then(|mut q| q.pop_front());
+                    if let Some(code) = next {
+                        digit = Some((packets_for(code, TONE_MS), ts, 0));
+                    }
+                }
+                if let Some((train, start_ts, elapsed)) = &mut digit {
+                    // While a digit plays, it replaces the voice.
+                    let due: Vec<EventPacket> = train
+                        .iter()
+                        .filter(|p| p.at_ms >= *elapsed && p.at_ms < *elapsed + 20)
+                        .copied()
+                        .collect();
+                    for p in due {
+                        let pkt = webrtc::rtp::packet::Packet {
+                            header: webrtc::rtp::header::Header {
+                                version: 2,
+                                marker: p.marker,
+                                sequence_number: seq,
+                                timestamp: *start_ts,
+                                ..Default::default()
+                            },
+                            payload: Bytes::copy_from_slice(&p.payload.encode()),
+                        };
+                        seq = seq.wrapping_add(1);
+                        if s.track.write(pkt, Payload::TelephoneEvent).await {
+                            c.sent_packets.fetch_add(1, Ordering::Relaxed);
+                            c.sent_bytes.fetch_add(4, Ordering::Relaxed);
+                        }
+                    }
+                    *elapsed += 20;
+                    if *elapsed >= TONE_MS + 20 {
+                        digit = None;
+                        gap_until_ms = since_ms + GAP_MS;
+                        marker = true;
+                    }
                     continue;
                 }
                 if s.muted.load(Ordering::Relaxed) {
@@ -348,7 +426,6 @@ impl WebRtcSession {
                     header: webrtc::rtp::header::Header {
                         version: 2,
                         marker,
-                        payload_type: OPUS_PT,
                         sequence_number: seq,
                         timestamp: ts,
                         ..Default::default()
@@ -357,7 +434,7 @@ impl WebRtcSession {
                 };
                 marker = false;
                 seq = seq.wrapping_add(1);
-                if s.track.write_rtp(&pkt).await.is_ok() {
+                if s.track.write(pkt, Payload::Opus).await {
                     c.sent_packets.fetch_add(1, Ordering::Relaxed);
                     c.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
@@ -552,6 +629,25 @@ impl MediaSession for WebRtcSession {
 
     fn set_mute(&self, mute: bool) {
         self.muted.store(mute, Ordering::Relaxed);
+    }
+
+    fn send_dtmf(&self, digits: &str) -> Result<(), EngineError> {
+        let codes: Vec<u8> = digits
+            .chars()
+            .map(|d| {
+                event_code(d)
+                    .ok_or_else(|| EngineError::InvalidState(format!("`{d}` is not a DTMF digit")))
+            })
+            .collect::<Result<_, _>>()?;
+        if !self.track.dtmf_negotiated() {
+            return Err(EngineError::InvalidState(
+                "the far end did not accept telephone-events".into(),
+            ));
+        }
+        if let Ok(mut q) = self.dtmf_queue.lock() {
+            q.extend(codes);
+        }
+        Ok(())
     }
 
     async fn close(&self) {

@@ -102,7 +102,7 @@ struct MediaArgs {
     /// resume two seconds later).
     #[arg(long)]
     hold_after: Option<f64>,
-    /// Send these DTMF digits once the call is up (not yet supported).
+    /// Send these DTMF digits (RFC 4733) once the call is up.
     #[arg(long)]
     dtmf: Option<String>,
 }
@@ -181,6 +181,7 @@ impl Ctx {
             }
             EngineEvent::CallState { call_id, state } => println!("call {call_id}: {state:?}"),
             EngineEvent::FirstAudio { call_id } => println!("call {call_id}: audio flowing"),
+            EngineEvent::Dtmf { call_id, digit } => println!("call {call_id}: DTMF {digit}"),
             EngineEvent::Stats { stats, .. } => println!(
                 "stats: rtt {} ms, jitter {:.1} ms, loss {:.1} %, send {:.1} kbit/s, recv {:.1} kbit/s, MOS {:.2}",
                 stats.rtt_ms.map_or("-".into(), |r| format!("{r:.1}")),
@@ -317,17 +318,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Call { target, media } => {
-            if media.dtmf.is_some() {
-                bail!("--dtmf is not supported by this build yet");
-            }
             let (engine, mut events) = connect(&ctx).await?;
             let call_id = engine.dial(&target, media.audio()?).await?;
             follow_call(&ctx, &engine, &mut events, &call_id, &media).await?;
         }
         Command::Answer { auto, media } => {
-            if media.dtmf.is_some() {
-                bail!("--dtmf is not supported by this build yet");
-            }
             let (engine, mut events) = connect(&ctx).await?;
             loop {
                 let call_id = loop {
@@ -409,6 +404,7 @@ async fn follow_call(
     let mut hold_at = far;
     let mut resume_at = far;
     let mut answered = false;
+    let mut dtmf_sent = false;
     loop {
         let next = hangup_at.min(hold_at).min(resume_at);
         let ev = tokio::select! {
@@ -444,6 +440,12 @@ async fn follow_call(
                     if let Some(h) = media.hold_after {
                         hold_at = now + Duration::from_secs_f64(h);
                     }
+                }
+                if matches!(state, CallState::Active)
+                    && let Some(d) = media.dtmf.as_deref().filter(|_| !dtmf_sent)
+                {
+                    dtmf_sent = true;
+                    engine.send_dtmf(call_id, d).await?;
                 }
                 if let CallState::Ended { .. } = state {
                     return Ok(());
