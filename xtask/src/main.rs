@@ -6,7 +6,8 @@
 //!   every Rust test; prints one summary line per suite and a closing
 //!   `N passed, M failed` line.
 //! - `cargo xtask bench signaling [--clients N]...`: the switchboard load
-//!   generator (see `docs/benchmarks.md`).
+//!   generator; `cargo xtask bench call [--calls N]`: call setup, latency,
+//!   CPU, memory and bitrate (see `docs/benchmarks.md`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -30,7 +31,7 @@ enum Task {
     Test,
     /// Run a benchmark program and print its table.
     Bench {
-        /// Which benchmark: `signaling`.
+        /// Which benchmark: `signaling` or `call`.
         which: String,
         /// Arguments passed to the benchmark program (see its --help).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -243,7 +244,26 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown bench `{other}` (known: signaling)"),
+        "call" => {
+            let ok = Command::new("cargo")
+                .args(["build", "--release", "-p", "phonectl"])
+                .status()
+                .context("building phonectl")?
+                .success();
+            if !ok {
+                bail!("building phonectl failed");
+            }
+            let status = Command::new("cargo")
+                .args(["bench", "-p", "softphone-e2e", "--bench", "call", "--"])
+                .args(args)
+                .status()
+                .context("running the call bench")?;
+            if !status.success() {
+                bail!("call bench failed");
+            }
+            Ok(())
+        }
+        other => bail!("unknown bench `{other}` (known: signaling, call)"),
     }
 }
 
