@@ -312,3 +312,68 @@ async fn speech_arrives_intact_enough_to_correlate() {
     eprintln!("speech: normalised cross-correlation {c:.3} at lag {lag} samples");
     assert!(c >= 0.8, "normalised cross-correlation {c:.3} at lag {lag}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_survives_a_signaling_reconnect() {
+    let srv = Server::start().await;
+    let proxy = softphone_e2e::Proxy::start(&srv.base).await;
+    let (alice, mut a_ev) = srv.engine_via(&proxy.base, "alice", "alice-pc").await;
+    let (bob, mut b_ev, _) = srv.engine("bob", "bob-pc").await;
+    let b_hears = Capture::default();
+    let call = alice
+        .dial(
+            "bob",
+            CallAudio {
+                source: Box::new(Tone::new(440.0, -12.0)),
+                sink: Box::new(softphone_audio::NullSink),
+            },
+        )
+        .await
+        .unwrap();
+    b_ev.wait("incoming", |ev| {
+        matches!(ev, EngineEvent::Incoming { .. }).then_some(())
+    })
+    .await;
+    bob.answer(
+        &call,
+        CallAudio {
+            source: Box::new(softphone_audio::Silence),
+            sink: Box::new(b_hears.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    a_ev.wait("active", state_of(&call, CallState::Active))
+        .await;
+
+    proxy.cut();
+    a_ev.wait("reconnecting", |ev| {
+        matches!(ev, EngineEvent::Reconnecting { .. }).then_some(())
+    })
+    .await;
+    // Media is peer to peer: bob keeps hearing alice while signaling is down.
+    let during = b_hears.listen(600).await;
+    assert!(
+        (dominant(&during) - 440.0).abs() < 5.0,
+        "bob heard {} Hz",
+        dominant(&during)
+    );
+    a_ev.wait("registered again", |ev| {
+        matches!(ev, EngineEvent::Registered { .. }).then_some(())
+    })
+    .await;
+
+    // Signaling resumed on the same call: a hang-up from bob reaches alice.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    bob.hangup(&call);
+    a_ev.wait(
+        "ended",
+        state_of(
+            &call,
+            CallState::Ended {
+                reason: EndReason::Completed,
+            },
+        ),
+    )
+    .await;
+}

@@ -139,3 +139,63 @@ impl Capture {
         self.take()
     }
 }
+
+/// A TCP proxy in front of the switchboard whose connections can be cut,
+/// to drop an engine's signaling socket from outside.
+pub struct Proxy {
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub base: String,
+    cut: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy to the server at `target` (`http://host:port`).
+    pub async fn start(target: &str) -> Self {
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (cut, _) = tokio::sync::broadcast::channel::<()>(4);
+        let cut_tx = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let mut stop = cut_tx.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = stop.recv() => {}
+                    }
+                });
+            }
+        });
+        Self { base, cut }
+    }
+
+    /// Drops every connection open through the proxy now.
+    pub fn cut(&self) {
+        let _ = self.cut.send(());
+    }
+}
+
+impl Server {
+    /// Like [`Server::engine`], but the engine talks to `via` (a proxy).
+    pub async fn engine_via(&self, via: &str, user: &str, device: &str) -> (Engine, Events) {
+        let login = softphone_engine::login(&self.base, "acme", user, PW)
+            .await
+            .expect("login");
+        let (engine, rx) = Engine::connect(EngineConfig {
+            server: via.to_string(),
+            token: login.token,
+            device_id: device.into(),
+            device_name: format!("{user}'s test device"),
+        })
+        .await
+        .expect("connect");
+        (engine, Events(rx))
+    }
+}

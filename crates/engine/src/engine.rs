@@ -101,7 +101,13 @@ pub enum EngineEvent {
         /// Detail.
         message: String,
     },
-    /// Signaling was lost (the engine stops; calls end).
+    /// Signaling dropped; the engine is reconnecting (calls stay up).
+    Reconnecting {
+        /// Why it dropped.
+        reason: String,
+    },
+    /// Signaling was lost for good (token refused, replaced by another
+    /// connection of this device): the engine stops and its calls end.
     Disconnected {
         /// Why.
         reason: String,
@@ -189,6 +195,8 @@ enum Input {
     Server(ServerMessage),
     Media(String, MediaEvent),
     SocketClosed(String),
+    Reconnecting(String),
+    Orphans(Vec<String>),
     Ping,
 }
 
@@ -210,48 +218,7 @@ impl Engine {
     pub async fn connect(
         config: EngineConfig,
     ) -> Result<(Self, mpsc::UnboundedReceiver<EngineEvent>), EngineError> {
-        let ws_url = format!(
-            "{}/v1/ws",
-            config
-                .server
-                .trim_end_matches('/')
-                .replacen("http://", "ws://", 1)
-                .replacen("https://", "wss://", 1)
-        );
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(&ws_url, None, true)
-            .await
-            .map_err(|e| EngineError::Signaling(format!("cannot open {ws_url}: {e}")))?;
-        let (mut sink, mut stream) = ws.split();
-        let hello = ClientFrame::new(ClientMessage::Hello {
-            token: config.token.clone(),
-            device_id: config.device_id.clone(),
-            device_name: config.device_name.clone(),
-            protocol: PROTOCOL_VERSION,
-        });
-        sink.send(Message::text(hello.to_json()))
-            .await
-            .map_err(|e| EngineError::Signaling(e.to_string()))?;
-        let welcome = loop {
-            let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
-                .await
-                .map_err(|_| EngineError::Signaling("no welcome within 10 s".into()))?
-                .ok_or_else(|| EngineError::Signaling("socket closed during hello".into()))?
-                .map_err(|e| EngineError::Signaling(e.to_string()))?;
-            let Message::Text(t) = msg else { continue };
-            match serde_json::from_str::<ServerMessage>(&t) {
-                Ok(m @ ServerMessage::Welcome { .. }) => break m,
-                Ok(ServerMessage::Error { code, message, .. }) => {
-                    return Err(match code {
-                        softphone_protocol::ErrorCode::Unauthorized
-                        | softphone_protocol::ErrorCode::TokenExpired => {
-                            EngineError::Unauthorized(message)
-                        }
-                        _ => EngineError::Signaling(message),
-                    });
-                }
-                _ => continue,
-            }
-        };
+        let (ws, welcome) = open_signaling(&config).await?;
         let ServerMessage::Welcome {
             user,
             tenant,
@@ -260,7 +227,7 @@ impl Engine {
             ..
         } = welcome
         else {
-            unreachable!("matched above")
+            unreachable!("open_signaling returns a welcome")
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -268,37 +235,8 @@ impl Engine {
             user: user.clone(),
             tenant,
         });
-        // Writer: frames from the engine task to the socket.
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(async move {
-            while let Some(text) = out_rx.recv().await {
-                if sink.send(Message::text(text)).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        // Reader: socket frames into the engine task.
-        let rtx = tx.clone();
-        tokio::spawn(async move {
-            let reason = loop {
-                match stream.next().await {
-                    Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
-                        Ok(m) => {
-                            if rtx.send(Input::Server(m)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "unreadable server frame"),
-                    },
-                    Some(Ok(Message::Close(f))) => break format!("closed by server: {f:?}"),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break e.to_string(),
-                    None => break "socket ended".into(),
-                }
-            };
-            let _ = rtx.send(Input::SocketClosed(reason));
-        });
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(signaling_task(config.clone(), ws, out_rx, tx.clone()));
         // Keepalive.
         let ptx = tx.clone();
         let period = Duration::from_millis(heartbeat_ms.clamp(1_000, 60_000));
@@ -432,6 +370,139 @@ impl Engine {
     }
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the signaling WebSocket and authenticates: returns the socket and
+/// the `welcome`.
+async fn open_signaling(config: &EngineConfig) -> Result<(Ws, ServerMessage), EngineError> {
+    let ws_url = format!(
+        "{}/v1/ws",
+        config
+            .server
+            .trim_end_matches('/')
+            .replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&ws_url, None, true)
+        .await
+        .map_err(|e| EngineError::Signaling(format!("cannot open {ws_url}: {e}")))?;
+    let hello = ClientFrame::new(ClientMessage::Hello {
+        token: config.token.clone(),
+        device_id: config.device_id.clone(),
+        device_name: config.device_name.clone(),
+        protocol: PROTOCOL_VERSION,
+    });
+    ws.send(Message::text(hello.to_json()))
+        .await
+        .map_err(|e| EngineError::Signaling(e.to_string()))?;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .map_err(|_| EngineError::Signaling("no welcome within 10 s".into()))?
+            .ok_or_else(|| EngineError::Signaling("socket closed during hello".into()))?
+            .map_err(|e| EngineError::Signaling(e.to_string()))?;
+        let Message::Text(t) = msg else { continue };
+        match serde_json::from_str::<ServerMessage>(&t) {
+            Ok(m @ ServerMessage::Welcome { .. }) => return Ok((ws, m)),
+            Ok(ServerMessage::Error { code, message, .. }) => {
+                return Err(match code {
+                    softphone_protocol::ErrorCode::Unauthorized
+                    | softphone_protocol::ErrorCode::TokenExpired => {
+                        EngineError::Unauthorized(message)
+                    }
+                    _ => EngineError::Signaling(message),
+                });
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Close codes after which reconnecting cannot help.
+fn final_close(code: u16) -> bool {
+    use softphone_protocol::close_code as c;
+    matches!(code, c::UNAUTHORIZED | c::REPLACED | c::BAD_HELLO)
+}
+
+/// Owns the signaling socket: forwards frames both ways and, when the
+/// socket drops, reconnects with jittered exponential backoff (0.5 s
+/// doubling to 15 s). Calls survive: media is peer to peer and the
+/// switchboard keeps them for its reconnect grace.
+async fn signaling_task(
+    config: EngineConfig,
+    first: Ws,
+    mut out: mpsc::UnboundedReceiver<String>,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let mut ws = first;
+    loop {
+        let reason = loop {
+            tokio::select! {
+                frame = out.recv() => match frame {
+                    Some(text) => {
+                        if let Err(e) = ws.send(Message::text(text)).await {
+                            break (e.to_string(), false);
+                        }
+                    }
+                    None => {
+                        let _ = ws.close(None).await;
+                        return;
+                    }
+                },
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
+                        Ok(m) => {
+                            if tx.send(Input::Server(m)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "unreadable server frame"),
+                    },
+                    Some(Ok(Message::Close(f))) => {
+                        let code = f.as_ref().map_or(1005, |f| u16::from(f.code));
+                        break (format!("closed by the server ({code})"), final_close(code));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break (e.to_string(), false),
+                    None => break ("socket ended".into(), false),
+                },
+            }
+        };
+        let (reason, is_final) = reason;
+        if is_final {
+            let _ = tx.send(Input::SocketClosed(reason));
+            return;
+        }
+        let _ = tx.send(Input::Reconnecting(reason));
+        let mut delay = Duration::from_millis(500);
+        ws = loop {
+            let jitter =
+                Duration::from_millis(crate::now_ms() % (delay.as_millis() as u64 / 2 + 1));
+            tokio::time::sleep(delay / 2 + jitter).await;
+            if tx.is_closed() {
+                return;
+            }
+            match open_signaling(&config).await {
+                Ok((ws, welcome)) => {
+                    // Frames queued while away are stale pings or refer to
+                    // calls the welcome now describes; drop pings only.
+                    let _ = tx.send(Input::Server(welcome));
+                    break ws;
+                }
+                Err(EngineError::Unauthorized(m)) => {
+                    let _ = tx.send(Input::SocketClosed(format!("token refused: {m}")));
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "reconnect failed");
+                    delay = (delay * 2).min(Duration::from_secs(15));
+                }
+            }
+        };
+    }
+}
+
 struct CallCtx {
     direction: Direction,
     state: CallState,
@@ -535,6 +606,12 @@ impl Actor {
                 Input::Server(m) => self.on_server(m).await,
                 Input::Media(id, ev) => self.on_media(&id, ev),
                 Input::Ping => self.send(ClientMessage::Ping {}),
+                Input::Reconnecting(reason) => self.emit(EngineEvent::Reconnecting { reason }),
+                Input::Orphans(ids) => {
+                    for id in ids {
+                        self.transition(&id, CallInput::End(EndReason::Failed));
+                    }
+                }
                 Input::SocketClosed(reason) => {
                     let ids: Vec<String> = self.calls.keys().cloned().collect();
                     for id in ids {
@@ -710,6 +787,32 @@ impl Actor {
 
     async fn on_server(&mut self, m: ServerMessage) {
         match m {
+            ServerMessage::Welcome {
+                user,
+                tenant,
+                calls,
+                ..
+            } => {
+                // Back after a reconnect: calls the server no longer has ended
+                // while we were away.
+                let known: Vec<String> = calls.iter().map(|c| c.call_id.clone()).collect();
+                let gone: Vec<String> = self
+                    .calls
+                    .iter()
+                    .filter(|(id, c)| !known.contains(id) && c.session.is_some())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if !gone.is_empty() {
+                    // Their call.ended, kept by the server, follows the
+                    // welcome; whatever is still here in 2 s was lost.
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        let _ = tx.send(Input::Orphans(gone));
+                    });
+                }
+                self.emit(EngineEvent::Registered { user, tenant });
+            }
             ServerMessage::Incoming { call_id, from, sdp } => {
                 self.calls.insert(
                     call_id.clone(),
