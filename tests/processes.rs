@@ -60,6 +60,43 @@ fn admin(data: &Path, args: &[&str], stdin: Option<&str>) {
     );
 }
 
+/// A switchboard process with tenant acme (alice, bob) in `dir`; its URL.
+fn start_server(dir: &Path) -> (Proc, String) {
+    let data = dir.join("data");
+    admin(&data, &["tenant", "add", "acme"], None);
+    for u in ["alice", "bob"] {
+        admin(
+            &data,
+            &[
+                "user",
+                "add",
+                "--tenant",
+                "acme",
+                "--user",
+                u,
+                "--display-name",
+                u,
+                "--password-stdin",
+            ],
+            Some("password-123"),
+        );
+    }
+    let mut server = Command::new(bin("switchboard"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("switchboard");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let base = line.trim().rsplit(' ').next().expect("url").to_string();
+    (Proc(server), base)
+}
+
 fn phonectl(base: &str, user: &str, args: &[&str]) -> Command {
     let mut c = Command::new(bin("phonectl"));
     c.args([
@@ -89,53 +126,7 @@ fn read_wav(path: &Path) -> Vec<f32> {
 #[test]
 fn two_phonectl_processes_call_through_a_switchboard_process() {
     let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
-    admin(&data, &["tenant", "add", "acme"], None);
-    admin(
-        &data,
-        &[
-            "user",
-            "add",
-            "--tenant",
-            "acme",
-            "--user",
-            "alice",
-            "--display-name",
-            "Alice",
-            "--password-stdin",
-        ],
-        Some("password-123"),
-    );
-    admin(
-        &data,
-        &[
-            "user",
-            "add",
-            "--tenant",
-            "acme",
-            "--user",
-            "bob",
-            "--display-name",
-            "Bob",
-            "--password-stdin",
-        ],
-        Some("password-123"),
-    );
-
-    let mut server = Command::new(bin("switchboard"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("switchboard");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let _server = Proc(server);
-    let base = line.trim().rsplit(' ').next().expect("url").to_string();
+    let (_server, base) = start_server(dir.path());
 
     let bob_wav = dir.path().join("bob.wav");
     let alice_wav = dir.path().join("alice.wav");
@@ -229,4 +220,90 @@ fn two_phonectl_processes_call_through_a_switchboard_process() {
         hist.contains("outgoing") && hist.contains("bob") && hist.contains("completed"),
         "{hist}"
     );
+}
+
+/// Runs inside a private D-Bus session with a real gnome-keyring (the test
+/// re-executes itself under `dbus-run-session`; `cargo xtask setup` installs
+/// both): `phonectl login` stores the token in the Secret Service, later
+/// commands use it without a password, and `logout` deletes it.
+#[test]
+fn phonectl_keeps_its_token_in_the_os_keyring() {
+    if std::env::var_os("SOFTPHONE_TEST_IN_DBUS").is_none() {
+        let home = tempfile::tempdir().expect("tmp");
+        let exe = std::env::current_exe().expect("test path");
+        let status = Command::new("dbus-run-session")
+            .args(["--", "sh", "-c"])
+            .arg(
+                "printf ci-secret | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
+                 && exec \"$0\" --exact phonectl_keeps_its_token_in_the_os_keyring --nocapture",
+            )
+            .arg(exe)
+            .env("SOFTPHONE_TEST_IN_DBUS", "1")
+            .env("XDG_DATA_HOME", home.path())
+            .status()
+            .expect("dbus-run-session (install dbus and gnome-keyring: cargo xtask setup)");
+        assert!(
+            status.success(),
+            "the keyring test failed inside its D-Bus session"
+        );
+        return;
+    }
+    use softphone_engine::credentials::{TokenStore, account_key};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_server, base) = start_server(dir.path());
+    let account = account_key(&base, "acme", "alice");
+    let store = TokenStore::Keyring;
+    assert_eq!(store.load(&account).expect("secret service"), None);
+
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(bin("phonectl"));
+        c.args(["--server", &base, "--tenant", "acme", "--user", "alice"])
+            .args(args)
+            .env_remove("PHONECTL_PASSWORD");
+        c
+    };
+    let mut login = cmd(&["login", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("login");
+    {
+        use std::io::Write;
+        login
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"password-123\n")
+            .expect("write");
+    }
+    let out = login.wait_with_output().expect("login");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let token = store
+        .load(&account)
+        .expect("secret service")
+        .expect("token stored in the keyring");
+    assert_eq!(token.len(), 43);
+
+    let who = cmd(&["whoami"]).output().expect("whoami");
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    assert!(String::from_utf8_lossy(&who.stdout).contains("alice"));
+
+    let out = cmd(&["logout"]).output().expect("logout");
+    assert!(out.status.success());
+    assert_eq!(
+        store.load(&account).expect("secret service"),
+        None,
+        "logout deletes the entry"
+    );
+    let who = cmd(&["whoami"]).output().expect("whoami");
+    assert!(!who.status.success(), "no token, no password: refused");
+    assert!(String::from_utf8_lossy(&who.stderr).contains("not logged in"));
 }

@@ -59,6 +59,9 @@ impl Server {
             token: login.token.clone(),
             device_id: device.into(),
             device_name: format!("{user}'s test device"),
+            media: softphone_engine::media::MediaOptions {
+                loopback_only: true,
+            },
         })
         .await
         .expect("connect");
@@ -193,6 +196,9 @@ impl Server {
             token: login.token,
             device_id: device.into(),
             device_name: format!("{user}'s test device"),
+            media: softphone_engine::media::MediaOptions {
+                loopback_only: true,
+            },
         })
         .await
         .expect("connect");

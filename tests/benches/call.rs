@@ -217,7 +217,7 @@ async fn main() {
             "carol",
             "--no-keyring",
         ])
-        .args(["answer", "--auto", "--tone", "440"])
+        .args(["--ice-loopback", "answer", "--auto", "--tone", "440"])
         .env("PHONECTL_PASSWORD", PW)
         .stdout(Stdio::piped())
         .spawn()

@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub device_id: String,
     /// Human name of this device.
     pub device_name: String,
+    /// Media options (e.g. loopback-only ICE for tests).
+    pub media: crate::media::MediaOptions,
 }
 
 /// Audio devices for one call.
@@ -258,6 +260,7 @@ impl Engine {
             ice: ice.clone(),
             next_id: 0,
             device: config.device_id.clone(),
+            media: config.media,
         };
         tokio::spawn(actor.run(rx));
         Ok((
@@ -522,6 +525,7 @@ struct Actor {
     ice: Arc<Vec<IceServer>>,
     next_id: u64,
     device: String,
+    media: crate::media::MediaOptions,
 }
 
 impl Actor {
@@ -576,7 +580,8 @@ impl Actor {
         audio: CallAudio,
     ) -> Result<Arc<WebRtcSession>, EngineError> {
         let (mtx, mut mrx) = mpsc::unbounded_channel();
-        let session = WebRtcSession::new(&self.ice, audio.source, audio.sink, mtx).await?;
+        let session =
+            WebRtcSession::new(&self.media, &self.ice, audio.source, audio.sink, mtx).await?;
         let tx = self.tx.clone();
         let id = call_id.to_string();
         tokio::spawn(async move {

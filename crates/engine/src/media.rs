@@ -124,6 +124,14 @@ pub trait MediaSession: Send + Sync {
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
 
+/// Options of the media layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaOptions {
+    /// Gather only loopback (127.0.0.1) ICE candidates: for tests and
+    /// benchmarks, so that media never leaves the machine's loopback.
+    pub loopback_only: bool,
+}
+
 /// Whether an SDP (its audio section) holds us: `sendonly` or `inactive`.
 pub fn sdp_holds(sdp: &str) -> bool {
     sdp.lines().any(|l| {
@@ -166,6 +174,7 @@ impl WebRtcSession {
     /// # Errors
     /// [`EngineError::Media`] when webrtc-rs or Opus refuse the setup.
     pub async fn new(
+        options: &MediaOptions,
         ice_servers: &[IceServer],
         source: Box<dyn Source>,
         sink: Box<dyn Sink>,
@@ -203,7 +212,14 @@ impl WebRtcSession {
         )
         .map_err(err)?;
         let registry = register_default_interceptors(Registry::new(), &mut me).map_err(err)?;
+        let mut settings = webrtc::api::setting_engine::SettingEngine::default();
+        if options.loopback_only {
+            settings.set_include_loopback_candidate(true);
+            settings.set_ip_filter(Box::new(|ip: std::net::IpAddr| ip.is_loopback()));
+            settings.set_network_types(vec![webrtc::ice::network_type::NetworkType::Udp4]);
+        }
         let api = APIBuilder::new()
+            .with_setting_engine(settings)
             .with_media_engine(me)
             .with_interceptor_registry(registry)
             .build();

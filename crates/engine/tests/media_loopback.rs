@@ -5,8 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use softphone_audio::{Sink, Tone, analysis};
+use softphone_engine::media::MediaOptions;
 use softphone_engine::media::{MediaEvent, MediaSession, WebRtcSession};
 use tokio::sync::mpsc;
+
+const OPTS: MediaOptions = MediaOptions {
+    loopback_only: true,
+};
 
 /// A sink that keeps everything it hears.
 #[derive(Clone, Default)]
@@ -59,6 +64,7 @@ async fn tones_cross_both_ways_and_mute_and_hold_silence_them() {
     let (b_tx, b_rx) = mpsc::unbounded_channel();
     let (a_hears, b_hears) = (Capture::default(), Capture::default());
     let a = WebRtcSession::new(
+        &OPTS,
         &[],
         Box::new(Tone::new(440.0, -12.0)),
         Box::new(a_hears.clone()),
@@ -67,6 +73,7 @@ async fn tones_cross_both_ways_and_mute_and_hold_silence_them() {
     .await
     .unwrap();
     let b = WebRtcSession::new(
+        &OPTS,
         &[],
         Box::new(Tone::new(1000.0, -12.0)),
         Box::new(b_hears.clone()),

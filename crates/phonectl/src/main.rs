@@ -40,6 +40,9 @@ struct Cli {
     /// Keep the token in memory only, not in the OS credential store.
     #[arg(long, global = true)]
     no_keyring: bool,
+    /// Use only loopback ICE candidates (tests and benchmarks on one machine).
+    #[arg(long, env = "PHONECTL_ICE_LOOPBACK", global = true)]
+    ice_loopback: bool,
     /// Print events as JSON lines instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -129,6 +132,7 @@ struct Ctx {
     device_id: String,
     store: TokenStore,
     json: bool,
+    loopback: bool,
 }
 
 impl Ctx {
@@ -254,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             TokenStore::Keyring
         },
         json: cli.json,
+        loopback: cli.ice_loopback,
     };
     match cli.command {
         Command::Login { password_stdin } => {
@@ -365,6 +370,9 @@ async fn connect(
             "phonectl on {}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into())
         ),
+        media: softphone_engine::media::MediaOptions {
+            loopback_only: ctx.loopback,
+        },
     })
     .await?;
     Ok((engine, events))
