@@ -174,6 +174,14 @@ async fn a_call_carries_tones_both_ways_mutes_holds_and_leaves_a_cdr() {
         longest - shortest < 3_000,
         "the measurement itself is too loose"
     );
+    // Both engines posted their quality summary (call.stats) into the CDR.
+    for side in ["caller_quality", "callee_quality"] {
+        let mos = cdr[side]["mos"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {side}: {cdr}"));
+        assert!((3.5..=4.5).contains(&mos), "{side} MOS {mos}");
+        assert!(cdr[side]["loss_pct"].as_f64().unwrap() < 5.0, "{cdr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
