@@ -205,3 +205,50 @@ impl Server {
         (engine, Events(rx))
     }
 }
+
+/// Runs the calling test again, inside a private PulseAudio daemon whose
+/// default sink is a null sink (`softphone_test`) and default source its
+/// monitor; returns `true` when the caller is that inner run and should do
+/// the work, `false` when it was the outer run (which has asserted that the
+/// inner run passed). No sound card is needed; `cargo xtask setup` installs
+/// PulseAudio.
+pub fn inside_pulseaudio(test_name: &str) -> bool {
+    if std::env::var_os("SOFTPHONE_TEST_IN_PULSE").is_some() {
+        return true;
+    }
+    let runtime = tempfile::tempdir().expect("tmp");
+    let mut daemon = std::process::Command::new("pulseaudio")
+        .args([
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "-n",
+            "--load=module-null-sink sink_name=softphone_test",
+            "--load=module-native-protocol-unix",
+            "--log-level=error",
+        ])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .env("HOME", runtime.path())
+        .spawn()
+        .expect("pulseaudio (install it: cargo xtask setup)");
+    let socket = runtime.path().join("pulse/native");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new(std::env::current_exe().expect("test path"))
+        .args(["--exact", test_name, "--nocapture"])
+        .env("SOFTPHONE_TEST_IN_PULSE", "1")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .env("PULSE_SERVER", format!("unix:{}", socket.display()))
+        .status()
+        .expect("re-running the test");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        status.success(),
+        "{test_name} failed inside its PulseAudio session"
+    );
+    false
+}

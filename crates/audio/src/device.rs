@@ -48,7 +48,9 @@ pub struct DeviceInfo {
 }
 
 fn device_name(d: &cpal::Device) -> String {
-    d.description().map(|x| x.to_string()).unwrap_or_else(|_| "unknown device".into())
+    d.description()
+        .map(|x| x.to_string())
+        .unwrap_or_else(|_| "unknown device".into())
 }
 
 /// Lists the default host's devices.
@@ -60,11 +62,15 @@ pub fn list() -> Result<Vec<DeviceInfo>, DeviceError> {
     let def_in = host.default_input_device().map(|d| device_name(&d));
     let def_out = host.default_output_device().map(|d| device_name(&d));
     let mut out = Vec::new();
-    for d in host.devices().map_err(|e| DeviceError::Backend(e.to_string()))? {
+    for d in host
+        .devices()
+        .map_err(|e| DeviceError::Backend(e.to_string()))?
+    {
         let name = device_name(&d);
         let input = d.default_input_config().is_ok();
         let output = d.default_output_config().is_ok();
-        let default = def_in.as_deref() == Some(name.as_str()) || def_out.as_deref() == Some(name.as_str());
+        let default =
+            def_in.as_deref() == Some(name.as_str()) || def_out.as_deref() == Some(name.as_str());
         out.push(DeviceInfo {
             name,
             input,
@@ -87,14 +93,25 @@ pub struct DeviceHealth {
 fn pick(host: &cpal::Host, name: Option<&str>, input: bool) -> Result<cpal::Device, DeviceError> {
     let kind = if input { "input" } else { "output" };
     match name {
-        None => if input { host.default_input_device() } else { host.default_output_device() }
-            .ok_or_else(|| DeviceError::NotFound(kind.into())),
+        None => if input {
+            host.default_input_device()
+        } else {
+            host.default_output_device()
+        }
+        .ok_or_else(|| DeviceError::NotFound(kind.into())),
         Some(n) => host
             .devices()
             .map_err(|e| DeviceError::Backend(e.to_string()))?
             .find(|d| device_name(d) == n)
             .ok_or_else(|| DeviceError::NotFound(format!("{kind} `{n}`"))),
     }
+}
+
+/// The device's default configuration with 10 ms buffers: without a fixed
+/// size, PulseAudio picks buffers of up to two seconds.
+fn low_latency(mut config: cpal::StreamConfig) -> cpal::StreamConfig {
+    config.buffer_size = cpal::BufferSize::Fixed(config.sample_rate / 100);
+    config
 }
 
 /// Runs `open` on a new thread that keeps the returned stream alive until
@@ -123,11 +140,14 @@ where
             }
         })
         .map_err(|e| DeviceError::Backend(e.to_string()))?;
-    rx.recv().map_err(|_| DeviceError::Backend("device thread died".into()))?
+    rx.recv()
+        .map_err(|_| DeviceError::Backend("device thread died".into()))?
 }
 
 /// A microphone (or any input device, e.g. a PulseAudio monitor).
 pub struct CpalSource {
+    /// The device's sample rate, in Hz.
+    pub device_rate: u32,
     ring: rtrb::Consumer<f32>,
     resampler: Option<FftFixedOut<f32>>,
     scratch: Vec<f32>,
@@ -150,14 +170,16 @@ impl CpalSource {
             move || {
                 let host = cpal::default_host();
                 let dev = pick(&host, n.as_deref(), true)?;
-                let cfg = dev.default_input_config().map_err(|e| DeviceError::Backend(e.to_string()))?;
+                let cfg = dev
+                    .default_input_config()
+                    .map_err(|e| DeviceError::Backend(e.to_string()))?;
                 let channels = cfg.channels() as usize;
                 let rate = cfg.sample_rate();
                 let mut producer = producer;
                 let (h1, h2) = (h.clone(), h);
                 let stream = dev
                     .build_input_stream::<f32, _, _>(
-                        cfg.config(),
+                        low_latency(cfg.config()),
                         move |data: &[f32], _| {
                             for frame in data.chunks(channels.max(1)) {
                                 let mono = frame.iter().sum::<f32>() / frame.len() as f32;
@@ -183,6 +205,7 @@ impl CpalSource {
             )
         };
         Ok(Self {
+            device_rate: rate,
             ring: consumer,
             resampler,
             scratch: Vec::with_capacity(FRAME * 4),
@@ -194,7 +217,10 @@ impl CpalSource {
 
 impl Source for CpalSource {
     fn read_frame(&mut self, frame: &mut [f32]) -> bool {
-        let needed = self.resampler.as_ref().map_or(FRAME, |r| r.input_frames_next());
+        let needed = self
+            .resampler
+            .as_ref()
+            .map_or(FRAME, |r| r.input_frames_next());
         if self.ring.slots() < needed {
             // Underrun: the device has not delivered 20 ms yet.
             frame.fill(0.0);
@@ -223,6 +249,8 @@ impl Drop for CpalSource {
 
 /// A speaker (or any output device, e.g. a PulseAudio null sink).
 pub struct CpalSink {
+    /// The device's sample rate, in Hz.
+    pub device_rate: u32,
     ring: rtrb::Producer<f32>,
     resampler: Option<FftFixedIn<f32>>,
     stop: Arc<AtomicBool>,
@@ -245,14 +273,16 @@ impl CpalSink {
             move || {
                 let host = cpal::default_host();
                 let dev = pick(&host, n.as_deref(), false)?;
-                let cfg = dev.default_output_config().map_err(|e| DeviceError::Backend(e.to_string()))?;
+                let cfg = dev
+                    .default_output_config()
+                    .map_err(|e| DeviceError::Backend(e.to_string()))?;
                 let channels = cfg.channels() as usize;
                 let rate = cfg.sample_rate();
                 let mut consumer = consumer;
                 let (h1, h2) = (h.clone(), h);
                 let stream = dev
                     .build_output_stream::<f32, _, _>(
-                        cfg.config(),
+                        low_latency(cfg.config()),
                         move |data: &mut [f32], _| {
                             for frame in data.chunks_mut(channels.max(1)) {
                                 let s = match consumer.pop() {
@@ -282,6 +312,7 @@ impl CpalSink {
             )
         };
         Ok(Self {
+            device_rate: rate,
             ring: producer,
             resampler,
             stop,

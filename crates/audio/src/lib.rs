@@ -3,9 +3,9 @@
 //! [`Sink`] takes them. The call pipeline's 20 ms clock paces every device,
 //! so file devices play and record in real time.
 //!
-//! Kinds: WAV files ([`WavSource`], [`WavSink`]), generators ([`Tone`],
-//! [`Silence`]), and a discard sink ([`NullSink`]). Sound-card devices
-//! (cpal) are not here yet.
+//! Kinds: sound cards through cpal ([`device::CpalSource`],
+//! [`device::CpalSink`]), WAV files ([`WavSource`], [`WavSink`]), generators
+//! ([`Tone`], [`Silence`]), and a discard sink ([`NullSink`]).
 //!
 //! [`analysis`] measures what arrived: dominant frequency, RMS in dBFS,
 //! normalised cross-correlation.
@@ -25,6 +25,7 @@ use std::f32::consts::TAU;
 use std::path::{Path, PathBuf};
 
 pub mod analysis;
+pub mod device;
 
 /// Sample rate of every frame, in Hz.
 pub const SAMPLE_RATE: u32 = 48_000;

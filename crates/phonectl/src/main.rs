@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use softphone_audio::device::{CpalSink, CpalSource};
 use softphone_audio::{NullSink, Silence, Sink, Source, Tone, WavSink, WavSource};
 use softphone_engine::call::CallState;
 use softphone_engine::credentials::{TokenStore, account_key};
@@ -96,8 +97,14 @@ struct MediaArgs {
     #[arg(long)]
     tone: Option<f32>,
     /// Record what arrives to this WAV file (48 kHz mono, 16-bit).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "output_device")]
     record: Option<PathBuf>,
+    /// Use a sound-card input (name from `phonectl devices`, or `default`).
+    #[arg(long, conflicts_with_all = ["play", "tone"])]
+    input_device: Option<String>,
+    /// Use a sound-card output (name from `phonectl devices`, or `default`).
+    #[arg(long)]
+    output_device: Option<String>,
     /// Hang up this many seconds after the call is answered.
     #[arg(long)]
     duration: Option<f64>,
@@ -112,14 +119,17 @@ struct MediaArgs {
 
 impl MediaArgs {
     fn audio(&self) -> anyhow::Result<CallAudio> {
-        let source: Box<dyn Source> = match (&self.play, self.tone) {
-            (Some(p), _) => Box::new(WavSource::open(p, false)?),
-            (None, Some(hz)) => Box::new(Tone::new(hz, -12.0)),
-            (None, None) => Box::new(Silence),
+        let card = |n: &str| (n != "default").then(|| n.to_string());
+        let source: Box<dyn Source> = match (&self.play, self.tone, &self.input_device) {
+            (Some(p), _, _) => Box::new(WavSource::open(p, false)?),
+            (None, Some(hz), _) => Box::new(Tone::new(hz, -12.0)),
+            (None, None, Some(d)) => Box::new(CpalSource::open(card(d).as_deref())?),
+            (None, None, None) => Box::new(Silence),
         };
-        let sink: Box<dyn Sink> = match &self.record {
-            Some(p) => Box::new(WavSink::create(p)?),
-            None => Box::new(NullSink),
+        let sink: Box<dyn Sink> = match (&self.record, &self.output_device) {
+            (Some(p), _) => Box::new(WavSink::create(p)?),
+            (None, Some(d)) => Box::new(CpalSink::open(card(d).as_deref())?),
+            (None, None) => Box::new(NullSink),
         };
         Ok(CallAudio { source, sink })
     }
@@ -231,9 +241,30 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Devices) {
-        println!("input devices:  file (--play FILE.wav), tone (--tone HZ), silence (default)");
-        println!("output devices: file (--record FILE.wav), discard (default)");
-        println!("sound cards (cpal) are not supported by this build yet");
+        println!(
+            "files and generators: --play FILE.wav, --tone HZ, --record FILE.wav (default: silence in, discard out)"
+        );
+        match softphone_audio::device::list() {
+            Ok(devices) if !devices.is_empty() => {
+                println!("sound cards (--input-device / --output-device NAME, or `default`):");
+                for d in devices {
+                    let dir = match (d.input, d.output) {
+                        (true, true) => "in/out",
+                        (true, false) => "in",
+                        (false, true) => "out",
+                        (false, false) => "-",
+                    };
+                    println!(
+                        "  {:<7} {}{}",
+                        dir,
+                        d.name,
+                        if d.default { "  (default)" } else { "" }
+                    );
+                }
+            }
+            Ok(_) => println!("no sound cards found"),
+            Err(e) => println!("sound cards unavailable: {e}"),
+        }
         return Ok(());
     }
     let tenant = cli
