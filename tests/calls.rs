@@ -325,7 +325,7 @@ async fn speech_arrives_intact_enough_to_correlate() {
 async fn a_call_survives_a_signaling_reconnect() {
     let srv = Server::start().await;
     let proxy = softphone_e2e::Proxy::start(&srv.base).await;
-    let (alice, mut a_ev) = srv.engine_via(&proxy.base, "alice", "alice-pc").await;
+    let (alice, mut a_ev, _) = srv.engine_via(&proxy.base, "alice", "alice-pc").await;
     let (bob, mut b_ev, _) = srv.engine("bob", "bob-pc").await;
     let b_hears = Capture::default();
     let call = alice

@@ -51,21 +51,7 @@ impl Server {
 
     /// Logs `user` in and connects an engine for device `device`.
     pub async fn engine(&self, user: &str, device: &str) -> (Engine, Events, String) {
-        let login = softphone_engine::login(&self.base, "acme", user, PW)
-            .await
-            .expect("login");
-        let (engine, rx) = Engine::connect(EngineConfig {
-            server: self.base.clone(),
-            token: login.token.clone(),
-            device_id: device.into(),
-            device_name: format!("{user}'s test device"),
-            media: softphone_engine::media::MediaOptions {
-                loopback_only: true,
-            },
-        })
-        .await
-        .expect("connect");
-        (engine, Events(rx), login.token)
+        self.engine_via(&self.base, user, device).await
     }
 
     /// GET with a bearer token; the JSON body.
@@ -186,14 +172,20 @@ impl Proxy {
 }
 
 impl Server {
-    /// Like [`Server::engine`], but the engine talks to `via` (a proxy).
-    pub async fn engine_via(&self, via: &str, user: &str, device: &str) -> (Engine, Events) {
+    /// Like [`Server::engine`], but the engine talks to `via` (e.g. a
+    /// [`Proxy`]); also returns the token.
+    pub async fn engine_via(
+        &self,
+        via: &str,
+        user: &str,
+        device: &str,
+    ) -> (Engine, Events, String) {
         let login = softphone_engine::login(&self.base, "acme", user, PW)
             .await
             .expect("login");
         let (engine, rx) = Engine::connect(EngineConfig {
             server: via.to_string(),
-            token: login.token,
+            token: login.token.clone(),
             device_id: device.into(),
             device_name: format!("{user}'s test device"),
             media: softphone_engine::media::MediaOptions {
@@ -202,7 +194,7 @@ impl Server {
         })
         .await
         .expect("connect");
-        (engine, Events(rx))
+        (engine, Events(rx), login.token)
     }
 }
 

@@ -57,8 +57,14 @@ pub fn rms_dbfs(samples: &[f32]) -> f64 {
 /// `0..=max_lag` samples (b delayed relative to a); returns (best lag, its
 /// correlation in −1..1).
 pub fn best_alignment(a: &[f32], b: &[f32], max_lag: usize) -> (usize, f64) {
-    let mut best = (0, f64::MIN);
-    for lag in 0..=max_lag.min(b.len()) {
+    best_in(a, b, 0, max_lag)
+}
+
+/// The lag in `lo..=hi` with the highest correlation of `a` against `b`
+/// delayed by it.
+fn best_in(a: &[f32], b: &[f32], lo: usize, hi: usize) -> (usize, f64) {
+    let mut best = (lo, f64::MIN);
+    for lag in lo..=hi.min(b.len()) {
         let n = a.len().min(b.len() - lag);
         if n == 0 {
             break;
@@ -84,19 +90,7 @@ pub fn best_alignment_coarse_fine(a: &[f32], b: &[f32], max_lag: usize) -> (usiz
     let (da, db) = (decimate(a), decimate(b));
     let (coarse, _) = best_alignment(&da, &db, max_lag / K + 1);
     let center = coarse * K;
-    let lo = center.saturating_sub(2 * K);
-    let mut best = (lo, f64::MIN);
-    for lag in lo..=(center + 2 * K).min(b.len()) {
-        let n = a.len().min(b.len() - lag);
-        if n == 0 {
-            break;
-        }
-        let c = correlation(&a[..n], &b[lag..lag + n]);
-        if c > best.1 {
-            best = (lag, c);
-        }
-    }
-    best
+    best_in(a, b, center.saturating_sub(2 * K), center + 2 * K)
 }
 
 /// Pearson correlation of two equal-length signals.

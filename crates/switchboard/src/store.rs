@@ -195,26 +195,18 @@ impl Store {
                 "password must have at least 8 characters".into(),
             ));
         }
-        let tenant_id = self.tenant_id(tenant).await?;
         let hash = hash_password(password.to_string()).await?;
-        let r = sqlx::query(
-            "INSERT INTO users (tenant_id, username, display_name, password_hash, created_at_ms)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(tenant_id)
-        .bind(username)
-        .bind(display_name)
-        .bind(hash)
-        .bind(now_ms() as i64)
-        .execute(&self.pool)
-        .await;
-        match r {
-            Ok(done) => Ok(done.last_insert_rowid()),
-            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
-                "user `{username}` exists in tenant `{tenant}`"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        let users = [(username.to_string(), display_name.to_string())];
+        let ids = self
+            .add_users_hashed(tenant, &users, &hash)
+            .await
+            .map_err(|e| match e {
+                Error::Conflict(_) => {
+                    Error::Conflict(format!("user `{username}` exists in tenant `{tenant}`"))
+                }
+                other => other,
+            })?;
+        Ok(ids[0])
     }
 
     /// Adds many users of one tenant that share one precomputed argon2id PHC
