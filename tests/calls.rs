@@ -385,3 +385,61 @@ async fn a_call_survives_a_signaling_reconnect() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_input_mid_call_keeps_the_call() {
+    let srv = Server::start().await;
+    let (alice, mut a_ev, _) = srv.engine("alice", "a").await;
+    let (bob, mut b_ev, _) = srv.engine("bob", "b").await;
+    let b_hears = Capture::default();
+    let call = alice
+        .dial(
+            "bob",
+            CallAudio {
+                source: Box::new(Tone::new(440.0, -12.0)),
+                sink: Box::new(softphone_audio::NullSink),
+            },
+        )
+        .await
+        .unwrap();
+    b_ev.wait("incoming", |ev| {
+        matches!(ev, EngineEvent::Incoming { .. }).then_some(())
+    })
+    .await;
+    bob.answer(
+        &call,
+        CallAudio {
+            source: Box::new(softphone_audio::Silence),
+            sink: Box::new(b_hears.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    a_ev.wait("active", state_of(&call, CallState::Active))
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!((dominant(&b_hears.listen(800).await) - 440.0).abs() < 5.0);
+
+    alice
+        .set_devices(&call, Some(Box::new(Tone::new(880.0, -12.0))), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = b_hears.listen(800).await;
+    assert!(
+        (dominant(&after) - 880.0).abs() < 5.0,
+        "after the switch bob heard {} Hz",
+        dominant(&after)
+    );
+    alice.hangup(&call);
+    a_ev.wait(
+        "ended",
+        state_of(
+            &call,
+            CallState::Ended {
+                reason: EndReason::Completed,
+            },
+        ),
+    )
+    .await;
+}

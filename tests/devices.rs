@@ -121,3 +121,88 @@ fn a_call_whose_microphone_is_the_null_sink_monitor() {
             .ok();
     });
 }
+
+#[test]
+fn a_sound_card_that_vanishes_mid_call_is_replaced_and_the_call_goes_on() {
+    if !inside_pulseaudio("a_sound_card_that_vanishes_mid_call_is_replaced_and_the_call_goes_on") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let srv = Server::start().await;
+        let (alice, mut a_ev, _) = srv.engine("alice", "alice-headset").await;
+        let (bob, mut b_ev, _) = srv.engine("bob", "bob-files").await;
+        let call = alice
+            .dial(
+                "bob",
+                CallAudio {
+                    source: Box::new(softphone_audio::Silence),
+                    sink: Box::new(CpalSink::open(None).expect("null sink as speaker")),
+                },
+            )
+            .await
+            .expect("dial");
+        b_ev.wait("incoming", |ev| {
+            matches!(ev, EngineEvent::Incoming { .. }).then_some(())
+        })
+        .await;
+        bob.answer(
+            &call,
+            CallAudio {
+                source: Box::new(Tone::new(440.0, -12.0)),
+                sink: Box::new(softphone_audio::NullSink),
+            },
+        )
+        .await
+        .expect("answer");
+        a_ev.wait("active", |ev| {
+            matches!(
+                ev,
+                EngineEvent::CallState {
+                    state: CallState::Active,
+                    ..
+                }
+            )
+            .then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Unplug: the null sink goes away under the running stream.
+        let ok = std::process::Command::new("pactl")
+            .args(["unload-module", "module-null-sink"])
+            .status()
+            .expect("pactl")
+            .success();
+        assert!(ok, "pactl unload-module failed");
+        let (input, replacement) = a_ev
+            .wait("device lost", |ev| match ev {
+                EngineEvent::DeviceLost {
+                    input, replacement, ..
+                } => Some((*input, replacement.clone())),
+                _ => None,
+            })
+            .await;
+        assert!(!input, "it was the output that vanished");
+        assert!(!replacement.is_empty());
+        // The call is still up: a hang-up completes it normally.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        alice.hangup(&call);
+        a_ev.wait("ended", |ev| {
+            matches!(
+                ev,
+                EngineEvent::CallState {
+                    state: CallState::Ended {
+                        reason: softphone_protocol::EndReason::Completed
+                    },
+                    ..
+                }
+            )
+            .then_some(())
+        })
+        .await;
+    });
+}

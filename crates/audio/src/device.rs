@@ -239,6 +239,10 @@ impl Source for CpalSource {
         }
         true
     }
+
+    fn failed(&self) -> bool {
+        self.health.failed.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for CpalSource {
@@ -340,6 +344,10 @@ impl Sink for CpalSink {
                 break;
             }
         }
+    }
+
+    fn failed(&self) -> bool {
+        self.health.failed.load(Ordering::Relaxed)
     }
 }
 

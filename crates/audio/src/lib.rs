@@ -60,6 +60,13 @@ pub trait Source: Send {
     /// Fills `frame` (length [`FRAME`]) with the next 20 ms. Returns `false`
     /// once the source is exhausted (the frame is then silence).
     fn read_frame(&mut self, frame: &mut [f32]) -> bool;
+
+    /// Whether the device behind this source has failed (unplugged, its
+    /// server gone); the pipeline then replaces it. Files and generators
+    /// never fail.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// Where audio goes.
@@ -68,6 +75,12 @@ pub trait Sink: Send {
     fn write_frame(&mut self, frame: &[f32]);
     /// Flushes and closes (e.g. writes the WAV header). Idempotent.
     fn finish(&mut self) {}
+
+    /// Whether the device behind this sink has failed (see
+    /// [`Source::failed`]).
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// Digital silence, forever.

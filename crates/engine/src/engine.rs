@@ -75,6 +75,15 @@ pub enum EngineEvent {
         /// The call.
         call_id: String,
     },
+    /// A sound device failed mid-call and was replaced; the call goes on.
+    DeviceLost {
+        /// The call.
+        call_id: String,
+        /// `true` for the input, `false` for the output.
+        input: bool,
+        /// What took its place.
+        replacement: String,
+    },
     /// A DTMF digit arrived (RFC 4733).
     Dtmf {
         /// The call.
@@ -183,6 +192,12 @@ enum Cmd {
     },
     SetPresence {
         status: Presence,
+    },
+    Devices {
+        call_id: String,
+        source: Option<Box<dyn Source>>,
+        sink: Option<Box<dyn Sink>>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Dtmf {
         call_id: String,
@@ -357,6 +372,28 @@ impl Engine {
         self.ask(|reply| Cmd::Dtmf {
             call_id,
             digits,
+            reply,
+        })
+        .await
+    }
+
+    /// Switches a call's input and/or output device mid-call without
+    /// dropping the call.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownCall`]; [`EngineError::InvalidState`] before
+    /// the call has media (answer it first).
+    pub async fn set_devices(
+        &self,
+        call_id: &str,
+        source: Option<Box<dyn Source>>,
+        sink: Option<Box<dyn Sink>>,
+    ) -> Result<(), EngineError> {
+        let call_id = call_id.to_string();
+        self.ask(|reply| Cmd::Devices {
+            call_id,
+            source,
+            sink,
             reply,
         })
         .await
@@ -770,6 +807,31 @@ impl Actor {
                 }
             }
             Cmd::SetPresence { status } => self.send(ClientMessage::PresenceSet { status }),
+            Cmd::Devices {
+                call_id,
+                source,
+                sink,
+                reply,
+            } => {
+                let result = match self.calls.get(&call_id) {
+                    None => Err(EngineError::UnknownCall(call_id)),
+                    Some(CallCtx {
+                        session: Some(s), ..
+                    }) => {
+                        if let Some(src) = source {
+                            s.set_source(src);
+                        }
+                        if let Some(snk) = sink {
+                            s.set_sink(snk);
+                        }
+                        Ok(())
+                    }
+                    Some(_) => Err(EngineError::InvalidState(
+                        "the call has no media yet".into(),
+                    )),
+                };
+                let _ = reply.send(result);
+            }
             Cmd::Dtmf {
                 call_id,
                 digits,
@@ -950,6 +1012,14 @@ impl Actor {
                 }
                 self.emit(EngineEvent::FirstAudio {
                     call_id: call_id.to_string(),
+                });
+            }
+            MediaEvent::DeviceLost { input, replacement } => {
+                tracing::warn!(call_id, input, replacement, "sound device lost; replaced");
+                self.emit(EngineEvent::DeviceLost {
+                    call_id: call_id.to_string(),
+                    input,
+                    replacement,
                 });
             }
             MediaEvent::Dtmf(digit) => self.emit(EngineEvent::Dtmf {

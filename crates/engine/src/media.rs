@@ -67,6 +67,36 @@ pub enum MediaEvent {
     Stats(MediaStats),
     /// A DTMF digit arrived (RFC 4733), once per key press.
     Dtmf(char),
+    /// A sound device failed mid-call and was replaced by the default one
+    /// (or by silence / a discard sink when there is none); the call goes on.
+    DeviceLost {
+        /// `true` for the input (microphone), `false` for the output.
+        input: bool,
+        /// What took its place.
+        replacement: String,
+    },
+}
+
+/// Opens the default sound-card input, or silence when there is none.
+fn default_source() -> (Box<dyn Source>, String) {
+    match softphone_audio::device::CpalSource::open(None) {
+        Ok(s) => (Box::new(s), "the default input device".into()),
+        Err(_) => (
+            Box::new(softphone_audio::Silence),
+            "silence (no input device)".into(),
+        ),
+    }
+}
+
+/// Opens the default sound-card output, or a discard sink when there is none.
+fn default_sink() -> (Box<dyn Sink>, String) {
+    match softphone_audio::device::CpalSink::open(None) {
+        Ok(s) => (Box::new(s), "the default output device".into()),
+        Err(_) => (
+            Box::new(softphone_audio::NullSink),
+            "nothing (no output device)".into(),
+        ),
+    }
 }
 
 /// Media statistics of one call.
@@ -152,6 +182,10 @@ pub struct WebRtcSession {
     pc: Arc<RTCPeerConnection>,
     transceiver: Mutex<Option<Arc<RTCRtpTransceiver>>>,
     track: Arc<AudioTrack>,
+    /// Swapped in by [`WebRtcSession::set_source`] at the next 20 ms tick.
+    next_source: std::sync::Mutex<Option<Box<dyn Source>>>,
+    /// Swapped in by [`WebRtcSession::set_sink`] at the next 20 ms tick.
+    next_sink: std::sync::Mutex<Option<Box<dyn Sink>>>,
     dtmf_queue: std::sync::Mutex<std::collections::VecDeque<u8>>,
     muted: Arc<AtomicBool>,
     local_hold: Arc<AtomicBool>,
@@ -346,6 +380,8 @@ impl WebRtcSession {
             transceiver: Mutex::new(None),
             track: track.clone(),
             dtmf_queue: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            next_source: std::sync::Mutex::new(None),
+            next_sink: std::sync::Mutex::new(None),
             muted: Arc::new(AtomicBool::new(false)),
             local_hold: Arc::new(AtomicBool::new(false)),
             remote_hold: Arc::new(AtomicBool::new(false)),
@@ -365,6 +401,7 @@ impl WebRtcSession {
         let s = session.clone();
         let c = counters.clone();
         let mut source = source;
+        let ev_src = events.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -382,6 +419,19 @@ impl WebRtcSession {
                 ts = ts.wrapping_add(FRAME as u32);
                 if !s.connected.load(Ordering::Relaxed) {
                     continue;
+                }
+                if let Some(new) = s.next_source.lock().ok().and_then(|mut n| n.take()) {
+                    source = new;
+                }
+                if source.failed() {
+                    let (replacement, what) = tokio::task::spawn_blocking(default_source)
+                        .await
+                        .unwrap_or_else(|_| (Box::new(softphone_audio::Silence), "silence".into()));
+                    source = replacement;
+                    let _ = ev_src.send(MediaEvent::DeviceLost {
+                        input: true,
+                        replacement: what,
+                    });
                 }
                 source.read_frame(&mut pcm);
                 if s.local_hold.load(Ordering::Relaxed) || s.remote_hold.load(Ordering::Relaxed) {
@@ -502,6 +552,22 @@ impl WebRtcSession {
                         let _ = ev.send(MediaEvent::FirstAudio);
                     }
                 }
+                if let Some(new) = s.next_sink.lock().ok().and_then(|mut n| n.take()) {
+                    sink.finish();
+                    sink = new;
+                }
+                if sink.failed() {
+                    let (replacement, what) = tokio::task::spawn_blocking(default_sink)
+                        .await
+                        .unwrap_or_else(|_| {
+                            (Box::new(softphone_audio::NullSink), "nothing".into())
+                        });
+                    sink = replacement;
+                    let _ = ev.send(MediaEvent::DeviceLost {
+                        input: false,
+                        replacement: what,
+                    });
+                }
                 sink.write_frame(&pcm);
             }
             sink.finish();
@@ -558,6 +624,21 @@ impl WebRtcSession {
             }
         });
         Ok(session)
+    }
+
+    /// Switches the input mid-call (takes effect within 20 ms; the call and
+    /// its RTP stream go on).
+    pub fn set_source(&self, source: Box<dyn Source>) {
+        if let Ok(mut n) = self.next_source.lock() {
+            *n = Some(source);
+        }
+    }
+
+    /// Switches the output mid-call (takes effect within 20 ms).
+    pub fn set_sink(&self, sink: Box<dyn Sink>) {
+        if let Ok(mut n) = self.next_sink.lock() {
+            *n = Some(sink);
+        }
     }
 
     async fn audio_transceiver(&self) -> Option<Arc<RTCRtpTransceiver>> {
