@@ -141,7 +141,20 @@ pub fn router(shared: Arc<Shared>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(cors())
         .with_state(shared)
+}
+
+/// Browsers may call the API from any origin: authentication is a bearer
+/// token the page holds, never a cookie, so a foreign page gains nothing.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// A request authenticated by `Authorization: Bearer <token>`.

@@ -346,3 +346,32 @@ async fn health_and_metrics() {
     let (status, body) = srv.get("/v1/nothing-here", None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 }
+
+#[tokio::test]
+async fn browsers_may_call_the_api_from_another_origin() {
+    let srv = TestServer::start().await;
+    let resp = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/login", srv.base))
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    let methods = resp.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(methods.contains("POST"), "{methods}");
+    let token = srv.login("acme", "alice").await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/me", srv.base))
+        .header("origin", "http://localhost:5173")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+}
