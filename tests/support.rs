@@ -180,6 +180,29 @@ impl Server {
         user: &str,
         device: &str,
     ) -> (Engine, Events, String) {
+        let media = softphone_engine::media::MediaOptions {
+            loopback_only: true,
+        };
+        self.connect_engine(via, media, user, device).await
+    }
+
+    /// Like [`Server::engine`], with explicit media options.
+    pub async fn engine_with(
+        &self,
+        media: softphone_engine::media::MediaOptions,
+        user: &str,
+        device: &str,
+    ) -> (Engine, Events, String) {
+        self.connect_engine(&self.base, media, user, device).await
+    }
+
+    async fn connect_engine(
+        &self,
+        via: &str,
+        media: softphone_engine::media::MediaOptions,
+        user: &str,
+        device: &str,
+    ) -> (Engine, Events, String) {
         let login = softphone_engine::login(&self.base, "acme", user, PW)
             .await
             .expect("login");
@@ -188,9 +211,7 @@ impl Server {
             token: login.token.clone(),
             device_id: device.into(),
             device_name: format!("{user}'s test device"),
-            media: softphone_engine::media::MediaOptions {
-                loopback_only: true,
-            },
+            media,
         })
         .await
         .expect("connect");
