@@ -166,7 +166,11 @@ async fn a_browser_written_from_the_protocol_document_calls_and_is_called() {
         softphone_e2e::PW
     );
     driver.eval(&start).await;
-    driver.wait("dialing", |p| p["callState"] == "dialing" || !p["error"].is_null()).await;
+    driver
+        .wait("dialing", |p| {
+            p["callState"] == "dialing" || !p["error"].is_null()
+        })
+        .await;
     let (call, from) = b_ev
         .wait("call from the browser", |ev| match ev {
             EngineEvent::Incoming { call_id, from } => Some((call_id.clone(), from.user.clone())),
