@@ -2,6 +2,8 @@
 //!
 //! - `cargo xtask setup`: installs what the build and the tests need (Debian
 //!   packages through apt-get; `sudo` only when not root).
+//! - `cargo xtask demo [--headless]`: a local switchboard with demo
+//!   accounts and an echo-test bot; `--headless` makes a scripted call.
 //! - `cargo xtask test`: setup, then rustfmt check, clippy `-D warnings`, and
 //!   every Rust test; prints one summary line per suite and a closing
 //!   `N passed, M failed` line.
@@ -29,6 +31,13 @@ enum Task {
     Setup,
     /// Run every check and test: fmt, clippy, Rust tests.
     Test,
+    /// Start a local switchboard with demo accounts and an echo-test bot.
+    Demo {
+        /// Instead of waiting for you to call, run a scripted call from
+        /// alice to the echo test and print what happened.
+        #[arg(long)]
+        headless: bool,
+    },
     /// Run a benchmark program and print its table.
     Bench {
         /// Which benchmark: `signaling` or `call`.
@@ -65,9 +74,12 @@ fn run() -> Result<bool> {
     match Cli::parse().task {
         Task::Setup => setup().map(|_| true),
         Task::Test => test(),
+        Task::Demo { headless } => demo::run(headless),
         Task::Bench { which, args } => bench(&which, &args).map(|_| true),
     }
 }
+
+mod demo;
 
 fn workspace_root() -> Result<std::path::PathBuf> {
     let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -95,7 +107,7 @@ fn installed(pkg: &str) -> bool {
 
 /// Installs missing Debian packages (no-op when all are there, or when the
 /// machine has no apt-get: then it says what to install by hand).
-fn setup() -> Result<()> {
+pub(crate) fn setup() -> Result<()> {
     let missing: Vec<&(&str, &str)> = PACKAGES.iter().filter(|(p, _)| !installed(p)).collect();
     if missing.is_empty() {
         println!("setup: system packages present");

@@ -366,3 +366,125 @@ mod tests {
         assert!(e.to_string().contains("/nonexistent/x.wav"), "{e}");
     }
 }
+
+/// A source cut to its first `frames` × 20 ms (then exhausted).
+pub struct Limit {
+    inner: Box<dyn Source>,
+    left: u32,
+}
+
+impl Limit {
+    /// `inner` for `frames` frames.
+    pub fn new(inner: Box<dyn Source>, frames: u32) -> Self {
+        Self {
+            inner,
+            left: frames,
+        }
+    }
+}
+
+impl Source for Limit {
+    fn read_frame(&mut self, frame: &mut [f32]) -> bool {
+        if self.left == 0 {
+            frame.fill(0.0);
+            return false;
+        }
+        self.left -= 1;
+        self.inner.read_frame(frame) && self.left > 0
+    }
+}
+
+/// What an echo test returns: the far end's audio, `delay` later.
+///
+/// [`echo`] makes the two ends: the [`EchoSink`] takes what arrives from
+/// the caller, the [`EchoSource`] sends it back `delay_frames` × 20 ms
+/// later, after an optional greeting.
+pub fn echo(delay_frames: usize, greeting: Option<Box<dyn Source>>) -> (EchoSink, EchoSource) {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    (
+        EchoSink {
+            buffer: shared.clone(),
+        },
+        EchoSource {
+            buffer: shared,
+            delay: delay_frames * FRAME,
+            greeting,
+        },
+    )
+}
+
+/// The receiving half of [`echo`].
+pub struct EchoSink {
+    buffer: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<f32>>>,
+}
+
+impl Sink for EchoSink {
+    fn write_frame(&mut self, frame: &[f32]) {
+        if let Ok(mut b) = self.buffer.lock() {
+            b.extend(frame.iter().copied());
+            // Never hold more than 10 s.
+            let excess = b.len().saturating_sub(SAMPLE_RATE as usize * 10);
+            b.drain(..excess);
+        }
+    }
+}
+
+/// The sending half of [`echo`].
+pub struct EchoSource {
+    buffer: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<f32>>>,
+    delay: usize,
+    greeting: Option<Box<dyn Source>>,
+}
+
+impl Source for EchoSource {
+    fn read_frame(&mut self, frame: &mut [f32]) -> bool {
+        if let Some(g) = &mut self.greeting {
+            if g.read_frame(frame) {
+                // Discard what the caller said during the greeting.
+                if let Ok(mut b) = self.buffer.lock() {
+                    b.clear();
+                }
+                return true;
+            }
+            self.greeting = None;
+        }
+        frame.fill(0.0);
+        if let Ok(mut b) = self.buffer.lock()
+            && b.len() >= self.delay + FRAME
+        {
+            for s in frame.iter_mut() {
+                *s = b.pop_front().unwrap_or(0.0);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::*;
+
+    #[test]
+    fn echo_returns_audio_after_the_delay_and_the_greeting() {
+        let greeting = Limit::new(Box::new(Tone::new(800.0, -6.0)), 10);
+        let (mut sink, mut source) = echo(50, Some(Box::new(greeting)));
+        let mut f = [0.0f32; FRAME];
+        let mut out = Vec::new();
+        let mut tone = Tone::new(300.0, -6.0);
+        for _ in 0..120 {
+            tone.read_frame(&mut f);
+            sink.write_frame(&f);
+            source.read_frame(&mut f);
+            out.extend_from_slice(&f);
+        }
+        // Greeting first, then silence for ~1 s, then the caller's 300 Hz.
+        assert!(
+            (analysis::dominant_frequency(&out[..9 * FRAME], 48_000.0, 100.0, 2_000.0) - 800.0)
+                .abs()
+                < 5.0
+        );
+        assert!(analysis::rms_dbfs(&out[12 * FRAME..55 * FRAME]) < -100.0);
+        let tail = &out[70 * FRAME..];
+        assert!((analysis::dominant_frequency(tail, 48_000.0, 100.0, 2_000.0) - 300.0).abs() < 5.0);
+    }
+}

@@ -112,6 +112,10 @@ struct MediaArgs {
     /// resume two seconds later).
     #[arg(long)]
     hold_after: Option<f64>,
+    /// Echo test: greet (with --play FILE, or a short beep), then send the
+    /// caller's own audio back one second later.
+    #[arg(long, conflicts_with_all = ["tone", "input_device", "record", "output_device"])]
+    echo: bool,
     /// Send these DTMF digits (RFC 4733) once the call is up.
     #[arg(long)]
     dtmf: Option<String>,
@@ -119,6 +123,20 @@ struct MediaArgs {
 
 impl MediaArgs {
     fn audio(&self) -> anyhow::Result<CallAudio> {
+        if self.echo {
+            let greeting: Box<dyn Source> = match &self.play {
+                Some(p) => Box::new(WavSource::open(p, false)?),
+                None => Box::new(softphone_audio::Limit::new(
+                    Box::new(Tone::new(660.0, -12.0)),
+                    20,
+                )),
+            };
+            let (sink, source) = softphone_audio::echo(50, Some(greeting));
+            return Ok(CallAudio {
+                source: Box::new(source),
+                sink: Box::new(sink),
+            });
+        }
         let card = |n: &str| (n != "default").then(|| n.to_string());
         let source: Box<dyn Source> = match (&self.play, self.tone, &self.input_device) {
             (Some(p), _, _) => Box::new(WavSource::open(p, false)?),
@@ -217,8 +235,12 @@ impl Ctx {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PHONECTL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("PHONECTL_LOG").unwrap_or_else(|_| {
+                // webrtc-rs warns about routine teardown; keep it quiet.
+                tracing_subscriber::EnvFilter::new(
+                    "warn,webrtc=error,webrtc_ice=error,webrtc_mdns=error",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
