@@ -72,7 +72,7 @@ fn phonectl(url: &str, user: &str) -> Command {
 pub fn run(headless: bool) -> Result<bool> {
     crate::setup()?;
     println!("demo: building switchboard and phonectl…");
-    let ok = Command::new("cargo")
+    let ok = crate::cargo()
         .args(["build", "-q", "-p", "switchboard", "-p", "phonectl"])
         .status()?
         .success();

@@ -81,6 +81,29 @@ fn run() -> Result<bool> {
 
 mod demo;
 
+/// `cargo` without the variables `cargo run` set for this program: build
+/// scripts (ring's) track `CARGO_MANIFEST_DIR`, so passing it on would make
+/// every build from the xtask rebuild what a plain `cargo build` built.
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new("cargo");
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        let from_cargo_run = k.starts_with("CARGO_PKG_")
+            || matches!(
+                k.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if from_cargo_run {
+            c.env_remove(k.as_ref());
+        }
+    }
+    c
+}
+
 fn workspace_root() -> Result<std::path::PathBuf> {
     let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest
@@ -159,7 +182,7 @@ fn test() -> Result<bool> {
     let mut suites = Vec::new();
 
     let t = Instant::now();
-    let ok = Command::new("cargo")
+    let ok = cargo()
         .args(["fmt", "--all", "--", "--check"])
         .status()
         .context("running cargo fmt")?
@@ -172,7 +195,7 @@ fn test() -> Result<bool> {
     });
 
     let t = Instant::now();
-    let ok = Command::new("cargo")
+    let ok = cargo()
         .args([
             "clippy",
             "--workspace",
@@ -215,7 +238,7 @@ fn test() -> Result<bool> {
 
 /// Runs cargo test, echoing its output, and adds up its `test result:` lines.
 fn cargo_test(args: &[&str]) -> Result<(u64, u64, bool)> {
-    let mut child = Command::new("cargo")
+    let mut child = cargo()
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
@@ -246,7 +269,7 @@ fn count(s: &str, label: &str) -> u64 {
 fn bench(which: &str, args: &[String]) -> Result<()> {
     match which {
         "signaling" => {
-            let status = Command::new("cargo")
+            let status = cargo()
                 .args(["bench", "-p", "switchboard", "--bench", "signaling", "--"])
                 .args(args)
                 .status()
@@ -257,7 +280,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
             Ok(())
         }
         "call" => {
-            let ok = Command::new("cargo")
+            let ok = cargo()
                 .args(["build", "--release", "-p", "phonectl"])
                 .status()
                 .context("building phonectl")?
@@ -265,7 +288,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
             if !ok {
                 bail!("building phonectl failed");
             }
-            let status = Command::new("cargo")
+            let status = cargo()
                 .args(["bench", "-p", "softphone-e2e", "--bench", "call", "--"])
                 .args(args)
                 .status()
