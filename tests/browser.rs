@@ -146,6 +146,7 @@ async fn serve_page() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_written_from_the_protocol_document_calls_and_is_called() {
+    let _serial = softphone_e2e::ONE_CALL_AT_A_TIME.lock().await;
     let srv = Server::start().await;
     let page = serve_page().await;
     let driver = Driver::start().await;

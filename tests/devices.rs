@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use softphone_audio::device::{CpalSink, CpalSource};
 use softphone_audio::{FRAME, Sink, Source, Tone, analysis};
-use softphone_e2e::{Capture, Server, inside_pulseaudio};
+use softphone_e2e::{Capture, Party, Server, establish, inside_pulseaudio};
 use softphone_engine::call::CallState;
 use softphone_engine::{CallAudio, EngineEvent};
 
@@ -73,40 +73,26 @@ fn a_call_whose_microphone_is_the_null_sink_monitor() {
         let (alice, mut a_ev, _) = srv.engine("alice", "alice-headset").await;
         let (bob, mut b_ev, _) = srv.engine("bob", "bob-files").await;
         let player = play_into_null_sink(700.0, 6.0);
-        let call = alice
-            .dial(
-                "bob",
-                CallAudio {
+        let b_hears = Capture::default();
+        let call = establish(
+            Party {
+                engine: &alice,
+                events: &mut a_ev,
+                audio: CallAudio {
                     source: Box::new(CpalSource::open(None).expect("monitor as microphone")),
                     sink: Box::new(CpalSink::open(None).expect("null sink as speaker")),
                 },
-            )
-            .await
-            .expect("dial");
-        b_ev.wait("incoming", |ev| {
-            matches!(ev, EngineEvent::Incoming { .. }).then_some(())
-        })
-        .await;
-        let b_hears = Capture::default();
-        bob.answer(
-            &call,
-            CallAudio {
-                source: Box::new(softphone_audio::Silence),
-                sink: Box::new(b_hears.clone()),
+            },
+            "bob",
+            Party {
+                engine: &bob,
+                events: &mut b_ev,
+                audio: CallAudio {
+                    source: Box::new(softphone_audio::Silence),
+                    sink: Box::new(b_hears.clone()),
+                },
             },
         )
-        .await
-        .expect("answer");
-        a_ev.wait("active", |ev| {
-            matches!(
-                ev,
-                EngineEvent::CallState {
-                    state: CallState::Active,
-                    ..
-                }
-            )
-            .then_some(())
-        })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let heard = b_hears.listen(1500).await;
@@ -136,39 +122,25 @@ fn a_sound_card_that_vanishes_mid_call_is_replaced_and_the_call_goes_on() {
         let srv = Server::start().await;
         let (alice, mut a_ev, _) = srv.engine("alice", "alice-headset").await;
         let (bob, mut b_ev, _) = srv.engine("bob", "bob-files").await;
-        let call = alice
-            .dial(
-                "bob",
-                CallAudio {
+        let call = establish(
+            Party {
+                engine: &alice,
+                events: &mut a_ev,
+                audio: CallAudio {
                     source: Box::new(softphone_audio::Silence),
                     sink: Box::new(CpalSink::open(None).expect("null sink as speaker")),
                 },
-            )
-            .await
-            .expect("dial");
-        b_ev.wait("incoming", |ev| {
-            matches!(ev, EngineEvent::Incoming { .. }).then_some(())
-        })
-        .await;
-        bob.answer(
-            &call,
-            CallAudio {
-                source: Box::new(Tone::new(440.0, -12.0)),
-                sink: Box::new(softphone_audio::NullSink),
+            },
+            "bob",
+            Party {
+                engine: &bob,
+                events: &mut b_ev,
+                audio: CallAudio {
+                    source: Box::new(Tone::new(440.0, -12.0)),
+                    sink: Box::new(softphone_audio::NullSink),
+                },
             },
         )
-        .await
-        .expect("answer");
-        a_ev.wait("active", |ev| {
-            matches!(
-                ev,
-                EngineEvent::CallState {
-                    state: CallState::Active,
-                    ..
-                }
-            )
-            .then_some(())
-        })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         // Unplug: the null sink goes away under the running stream.

@@ -8,6 +8,10 @@ use softphone_audio::Sink;
 use softphone_engine::{Engine, EngineConfig, EngineEvent};
 use tokio::sync::mpsc;
 
+/// Held by each test that makes real calls, so a test binary runs its
+/// calls one at a time: audio timing assertions need the CPU they measure.
+pub static ONE_CALL_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Password of every test account.
 pub const PW: &str = "password-123";
 
@@ -264,4 +268,49 @@ pub fn inside_pulseaudio(test_name: &str) -> bool {
         "{test_name} failed inside its PulseAudio session"
     );
     false
+}
+
+/// A party of a test call: its engine, its events, and the audio it uses.
+pub struct Party<'a> {
+    /// The engine.
+    pub engine: &'a Engine,
+    /// Its event stream.
+    pub events: &'a mut Events,
+    /// Its microphone and speaker for this call.
+    pub audio: softphone_engine::CallAudio,
+}
+
+/// `caller` dials `callee_user`, `callee` answers the incoming call, and
+/// both wait until their side is Active. Returns the call id.
+pub async fn establish(caller: Party<'_>, callee_user: &str, callee: Party<'_>) -> String {
+    use softphone_engine::call::CallState;
+    let call = caller
+        .engine
+        .dial(callee_user, caller.audio)
+        .await
+        .expect("dial");
+    callee
+        .events
+        .wait("incoming call", |ev| match ev {
+            EngineEvent::Incoming { call_id, .. } if *call_id == call => Some(()),
+            _ => None,
+        })
+        .await;
+    callee
+        .engine
+        .answer(&call, callee.audio)
+        .await
+        .expect("answer");
+    for events in [caller.events, callee.events] {
+        events
+            .wait("active", |ev| match ev {
+                EngineEvent::CallState {
+                    call_id,
+                    state: CallState::Active,
+                } if *call_id == call => Some(()),
+                _ => None,
+            })
+            .await;
+    }
+    call
 }
