@@ -226,6 +226,13 @@ impl Source for CpalSource {
             frame.fill(0.0);
             return true;
         }
+        // Keep at most 40 ms queued: what piled up while nobody read (before
+        // the call connected) or through clock drift would otherwise become
+        // permanent delay.
+        let excess = self.ring.slots().saturating_sub(needed * 3);
+        for _ in 0..excess {
+            let _ = self.ring.pop();
+        }
         self.scratch.clear();
         for _ in 0..needed {
             self.scratch.push(self.ring.pop().unwrap_or(0.0));

@@ -124,6 +124,7 @@ async fn serve_socket(
         hub.attach(id, handle, &who, &device_id, parts);
         id
     };
+    let kill_reply = kill.clone();
     let mut writer = tokio::spawn(writer_task(sink, rx, kill, shared.committed.clone()));
 
     let quota =
@@ -139,7 +140,8 @@ async fn serve_socket(
             .try_send(ConnCmd::Frame(Outbound { text, after_seq: 0 }))
             .is_err()
         {
-            // The queue is full: the writer is already being told to close.
+            // The client is not reading its frames: close it as too slow.
+            kill_reply.notify_one();
         }
     };
 
