@@ -183,8 +183,12 @@ impl Ctx {
         if let Ok(t) = std::env::var("PHONECTL_TOKEN") {
             return Ok(t);
         }
-        if let Some(t) = self.store.load(&self.account())? {
-            return Ok(t);
+        match self.store.load(&self.account()) {
+            Ok(Some(t)) => return Ok(t),
+            Ok(None) => {}
+            // No credential store here (a server without a Secret Service):
+            // a password in the environment still works.
+            Err(e) => tracing::info!(error = %e, "no stored token"),
         }
         let Some(pw) = Self::password(false)? else {
             bail!("not logged in: run `phonectl login` or set PHONECTL_PASSWORD");
@@ -347,9 +351,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if ctx.json {
                 println!("{v}");
             } else {
+                let text = |x: &serde_json::Value| x.as_str().unwrap_or("?").to_string();
                 println!(
-                    "{} ({}) in {}, {}",
-                    v["user"]["user"], v["user"]["display_name"], v["tenant"], v["presence"]
+                    "{} ({}) in tenant {}, {}",
+                    text(&v["user"]["user"]),
+                    text(&v["user"]["display_name"]),
+                    text(&v["tenant"]),
+                    text(&v["presence"])
                 );
             }
         }
