@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use softphone_audio::{FRAME, NullSink, Silence, Sink, Source, Tone};
+use softphone_audio::{NullSink, Silence, Sink, Source, Tone};
 use softphone_e2e::{Events, PW, Server};
 use softphone_engine::call::CallState;
 use softphone_engine::{CallAudio, EngineEvent};
@@ -312,5 +312,4 @@ async fn main() {
     println!(
         "  (kbit/s are RTP payload; on the wire add ~20 kbit/s of IP/UDP/RTP/SRTP headers at 50 packets/s)"
     );
-    let _ = FRAME;
 }

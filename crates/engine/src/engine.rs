@@ -267,7 +267,6 @@ impl Engine {
         });
         let ice = Arc::new(ice_servers);
         let actor = Actor {
-            me: user,
             out: out_tx,
             events: events_tx,
             tx: tx.clone(),
@@ -554,7 +553,6 @@ struct CallCtx {
 }
 
 struct Actor {
-    me: UserRef,
     out: mpsc::UnboundedSender<String>,
     events: mpsc::UnboundedSender<EngineEvent>,
     tx: mpsc::UnboundedSender<Input>,
@@ -986,7 +984,6 @@ impl Actor {
             }
             _ => {}
         }
-        let _ = &self.me;
     }
 
     fn on_media(&mut self, call_id: &str, ev: MediaEvent) {

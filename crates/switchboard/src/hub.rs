@@ -21,7 +21,6 @@ use softphone_protocol::{
 };
 use tokio::sync::{Notify, mpsc};
 
-use crate::Config;
 use crate::metrics::Metrics;
 use crate::store::{AuthedUser, Callee, CdrQueue, CdrWrite, TenantId, UserId};
 
@@ -179,7 +178,7 @@ pub struct Hub {
 
 impl Hub {
     /// An empty hub writing CDRs to `cdr`.
-    pub fn new(_config: &Config, cdr: CdrQueue, metrics: Arc<Metrics>) -> Self {
+    pub fn new(cdr: CdrQueue, metrics: Arc<Metrics>) -> Self {
         Self {
             conns: HashMap::new(),
             users: HashMap::new(),

@@ -135,7 +135,7 @@ pub async fn run(
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
-        hub: Mutex::new(hub::Hub::new(&config, cdr, metrics.clone())),
+        hub: Mutex::new(hub::Hub::new(cdr, metrics.clone())),
         limits: http::LoginLimits::new(&config),
         config,
         store: store.clone(),
