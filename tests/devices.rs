@@ -38,11 +38,11 @@ fn the_null_sink_monitor_records_what_cpal_plays() {
         "{names:?}"
     );
     let mut source = CpalSource::open(None).expect("monitor source");
-    let player = play_into_null_sink(523.0, 2.0);
+    let player = play_into_null_sink(523.0, 3.5);
     let mut heard = Vec::new();
     let mut f = vec![0.0f32; FRAME];
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(1800) {
+    while start.elapsed() < Duration::from_millis(3200) {
         std::thread::sleep(Duration::from_millis(20));
         source.read_frame(&mut f);
         heard.extend_from_slice(&f);
