@@ -51,10 +51,26 @@ enum Task {
 /// Debian packages needed to build and test, with the reason for each.
 const PACKAGES: &[(&str, &str)] = &[
     ("pkg-config", "locates system libraries for -sys crates"),
-    (
-        "build-essential",
-        "C compiler and linker for bundled C code",
-    ),
+    ("build-essential", "C compiler and linker for bundled C code"),
+    ("cmake", "builds the bundled libopus (opus crate)"),
+    ("libasound2-dev", "ALSA headers for cpal (sound devices)"),
+    ("libdbus-1-dev", "D-Bus headers for the OS keyring client"),
+    ("libssl-dev", "OpenSSL headers for the desktop app's HTTP stack"),
+    ("libwebkit2gtk-4.1-dev", "WebKitGTK: the desktop app's webview (Tauri)"),
+    ("libgtk-3-dev", "GTK 3: the desktop app's window and menus (Tauri)"),
+    ("librsvg2-dev", "SVG icons in GTK (Tauri)"),
+    ("libayatana-appindicator3-dev", "the tray icon (Tauri)"),
+    ("libxdo-dev", "menu accelerators on X11 (Tauri)"),
+    ("file", "used by the Linux bundler (.deb/.rpm)"),
+    ("pulseaudio", "a sound server with a null sink: audio tests without a sound card"),
+    ("pulseaudio-utils", "pactl: loads and unloads test sinks"),
+    ("dbus", "dbus-run-session: a private session bus for keyring tests"),
+    ("gnome-keyring", "a real Secret Service (OS keyring) for tests"),
+    ("chromium", "browser interop test (WebRTC in Chromium)"),
+    ("chromium-driver", "WebDriver for Chromium"),
+    ("webkit2gtk-driver", "WebKitWebDriver: desktop end-to-end tests through tauri-driver"),
+    ("xvfb", "a virtual X display for the desktop tests and the headless demo"),
+    ("xauth", "X authority files for xvfb-run"),
 ];
 
 fn main() -> ExitCode {

@@ -107,6 +107,16 @@ fn pick(host: &cpal::Host, name: Option<&str>, input: bool) -> Result<cpal::Devi
     }
 }
 
+/// The cpal output device called `name` (as [`list`] names it), or the
+/// default one for `None`: for players that drive cpal themselves (the
+/// desktop app's ringer, through rodio).
+///
+/// # Errors
+/// [`DeviceError::NotFound`] when there is no such device.
+pub fn output_device(name: Option<&str>) -> Result<cpal::Device, DeviceError> {
+    pick(&cpal::default_host(), name, false)
+}
+
 /// The device's default configuration with 10 ms buffers: without a fixed
 /// size, PulseAudio picks buffers of up to two seconds.
 fn low_latency(mut config: cpal::StreamConfig) -> cpal::StreamConfig {

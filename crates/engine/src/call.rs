@@ -26,6 +26,7 @@ pub enum Direction {
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CallState {
     /// Invite sent, no device of the callee alerting yet.
     Dialing,

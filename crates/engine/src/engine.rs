@@ -48,6 +48,7 @@ pub struct CallAudio {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum EngineEvent {
     /// Signaling is up (after `welcome`).
     Registered {

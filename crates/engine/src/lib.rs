@@ -28,6 +28,7 @@
 //! assert_eq!(jb.pop(1_020), Playout::Frame(vec![0xf8]));
 //! ```
 
+pub mod api;
 pub mod call;
 pub mod credentials;
 pub mod dtmf;

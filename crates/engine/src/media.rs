@@ -100,7 +100,8 @@ fn default_sink() -> (Box<dyn Sink>, String) {
 }
 
 /// Media statistics of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MediaStats {
     /// ICE round-trip time (STUN consent checks), in ms.
     pub rtt_ms: Option<f64>,

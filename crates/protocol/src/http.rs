@@ -43,6 +43,7 @@ pub struct MeResponse {
 
 /// One entry of `GET /v1/directory`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DirectoryEntry {
     /// User name.
     pub user: String,
@@ -61,6 +62,7 @@ pub struct DirectoryResponse {
 
 /// One call detail record, as `GET /v1/calls` and `GET /v1/calls/{id}` show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallRecord {
     /// The call's id.
     pub call_id: String,

@@ -97,6 +97,7 @@ impl ClientFrame {
 /// what the server reports when none of the user's devices is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Presence {
     /// Takes calls.
     Available,
@@ -142,6 +143,7 @@ pub struct IceCandidate {
 /// callee's other devices saw; a CDR never ends with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum EndReason {
     /// Answered, then hung up by either party.
     Completed,
@@ -207,6 +209,7 @@ pub enum RejectReason {
 /// Call quality summary a client posts in `call.stats` (and the CDR keeps):
 /// the figures as that client measured them.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallQuality {
     /// Round-trip time from RTCP, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -381,6 +384,7 @@ pub const CLIENT_TYPES: &[&str] = &[
 
 /// A user as other users see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UserRef {
     /// User name, unique within the tenant (what `call.invite` takes in `to`).
     pub user: String,

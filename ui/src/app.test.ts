@@ -1,0 +1,252 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { call, screen, snapshot, start, type Harness } from "./test-util";
+
+let h: Harness | undefined;
+afterEach(() => h?.app.stop());
+
+describe("sign-in", () => {
+  it("shows 'signing in' while the keyring's token is tried, then the form", async () => {
+    h = await start(snapshot({ session: null, restoring: true }));
+    expect(screen(h)).toBe("screen-signin");
+    expect(h.$("#restoring").hidden).toBe(false);
+    expect(h.$("#signin").hidden).toBe(true);
+    await h.app_event({ event: "session", session: null });
+    expect(h.$("#signin").hidden).toBe(false);
+    expect(h.$("#header").hidden).toBe(true);
+  });
+
+  it("sends what was typed and switches to the phone on success", async () => {
+    h = await start(snapshot({ session: null }), {
+      sign_in: () => ({ server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, device_id: "d" }),
+    });
+    (h.$("#server") as HTMLInputElement).value = "http://sb:8080";
+    (h.$("#tenant") as HTMLInputElement).value = "acme";
+    (h.$("#user") as HTMLInputElement).value = "alice";
+    (h.$("#password") as HTMLInputElement).value = "secret";
+    await h.click("#signin-submit");
+    const c = h.calls.find((c) => c.cmd === "sign_in");
+    expect(c?.args).toEqual({ server: "http://sb:8080", tenant: "acme", user: "alice", password: "secret" });
+    expect((h.$("#password") as HTMLInputElement).value).toBe("");
+    await h.app_event({ event: "session", session: snapshot().session });
+    expect(screen(h)).toBe("screen-phone");
+    expect(h.$("#me").textContent).toBe("Alice Martin");
+  });
+
+  it("shows a refused sign-in in plain words and keeps the form usable", async () => {
+    h = await start(snapshot({ session: null }), {
+      sign_in: () => {
+        throw { kind: "unauthorized", message: "Sign-in refused or expired — sign in again." };
+      },
+    });
+    (h.$("#tenant") as HTMLInputElement).value = "acme";
+    (h.$("#user") as HTMLInputElement).value = "alice";
+    (h.$("#password") as HTMLInputElement).value = "wrong";
+    await h.click("#signin-submit");
+    expect(h.$("#signin-error").textContent).toContain("Sign-in refused");
+    expect((h.$("#signin-submit") as HTMLButtonElement).disabled).toBe(false);
+  });
+});
+
+describe("phone", () => {
+  it("lists the directory with presence, and updates presence live", async () => {
+    h = await start(snapshot(), {
+      directory: () => [
+        { user: "alice", display_name: "Alice Martin", presence: "available" },
+        { user: "bob", display_name: "Bob Stone", presence: "away" },
+        { user: "carol", display_name: "Carol King", presence: "offline" },
+      ],
+    });
+    const entries = h.$$(".dir-entry");
+    expect(entries.map((e) => e.dataset.user)).toEqual(["bob", "carol"]);
+    expect(entries[0].querySelector(".dot")!.className).toContain("presence-away");
+    expect((entries[1].querySelector("button") as HTMLButtonElement).disabled).toBe(true);
+    await h.engine_event({ event: "presence", user: { user: "carol", display_name: "Carol King" }, status: "dnd" });
+    expect(h.$('.dir-entry[data-user="carol"] .dot').className).toContain("presence-dnd");
+  });
+
+  it("takes digits from the keyboard and the pad, and dials on Enter", async () => {
+    h = await start(snapshot(), { dial: () => "c-9" });
+    for (const key of ["2", "0", "0", "1"]) document.body.dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true }));
+    await h.click('.key[data-key="#"]');
+    expect((h.$("#dial-input") as HTMLInputElement).value).toBe("2001#");
+    document.body.dispatchEvent(new KeyboardEvent("keydown", { key: "Backspace", bubbles: true }));
+    document.body.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    await h.flush();
+    expect(h.calls.find((c) => c.cmd === "dial")?.args).toEqual({ to: "2001" });
+  });
+
+  it("a tel: link fills the dialer", async () => {
+    h = await start(snapshot());
+    await h.app_event({ event: "dial", number: "+15550100" });
+    expect((h.$("#dial-input") as HTMLInputElement).value).toBe("+15550100");
+  });
+
+  it("sets my availability, and shows it on the header dot", async () => {
+    h = await start(snapshot());
+    const sel = h.$("#presence") as HTMLSelectElement;
+    sel.value = "dnd";
+    sel.dispatchEvent(new Event("change"));
+    await h.flush();
+    expect(h.calls.find((c) => c.cmd === "set_presence")?.args).toEqual({ status: "dnd" });
+    await h.app_event({ event: "presence", status: "dnd" });
+    expect(h.$("#online").className).toContain("presence-dnd");
+  });
+
+  it("turns a failed command into a notice instead of a frozen button", async () => {
+    h = await start(snapshot(), {
+      dial: () => {
+        throw { kind: "unreachable", message: "Can't reach the server." };
+      },
+    });
+    (h.$("#dial-input") as HTMLInputElement).value = "bob";
+    h.$("#dial-input").dispatchEvent(new Event("input"));
+    await h.click("#dial-call");
+    expect(h.$("#notice").hidden).toBe(false);
+    expect(h.$("#notice").textContent).toContain("Can't reach the server.");
+    expect((h.$("#dial-call") as HTMLButtonElement).disabled).toBe(false);
+    await h.click("#notice-close");
+    expect(h.$("#notice").hidden).toBe(true);
+  });
+});
+
+describe("incoming call", () => {
+  it("shows who calls, answers and declines", async () => {
+    h = await start(snapshot());
+    await h.app_event({ event: "calls", calls: [call()] });
+    expect(screen(h)).toBe("incoming");
+    expect(h.$("#incoming-name").textContent).toBe("Bob Stone");
+    expect(h.$("#incoming-number").textContent).toBe("bob");
+    await h.click("#answer");
+    expect(h.calls.find((c) => c.cmd === "answer")?.args).toEqual({ callId: "c-1" });
+    await h.click("#decline");
+    expect(h.calls.find((c) => c.cmd === "decline")?.args).toEqual({ callId: "c-1" });
+  });
+});
+
+describe("active call", () => {
+  const stats = { rtt_ms: 12, jitter_ms: 3.5, loss_pct: 0.5, send_kbps: 33, recv_kbps: 32, packets_sent: 100, packets_received: 99, jitter_buffer_ms: 40, mos: 4.3 };
+
+  it("shows the timer, the quality with its figures, and the controls", async () => {
+    h = await start(snapshot());
+    await h.app_event({ event: "calls", calls: [call({ state: { state: "active" }, answered_at_ms: Date.now() - 65_000 })] });
+    expect(screen(h)).toBe("call");
+    expect(h.$("#call-timer").textContent).toBe("01:05");
+    expect(h.$("#call-state").textContent).toBe("Connected");
+    expect(h.$("#quality").dataset.mos).toBeUndefined();
+    await h.app_event({ event: "calls", calls: [call({ state: { state: "active" }, answered_at_ms: Date.now(), stats })] });
+    expect(h.$("#quality").dataset.mos).toBe("4.3");
+    expect(h.$("#quality").title).toContain("RTT 12 ms");
+    expect(h.$("#quality").title).toContain("Loss 0.5 %");
+    expect(h.$$(".quality .bar.on").length).toBe(4);
+  });
+
+  it("mutes, holds, sends DTMF from the keypad and the keyboard, and hangs up", async () => {
+    h = await start(snapshot());
+    await h.app_event({ event: "calls", calls: [call({ state: { state: "active" }, answered_at_ms: Date.now() })] });
+    await h.click("#mute");
+    expect(h.calls.find((c) => c.cmd === "set_mute")?.args).toEqual({ callId: "c-1", muted: true });
+    await h.app_event({ event: "calls", calls: [call({ state: { state: "active" }, muted: true, answered_at_ms: Date.now() })] });
+    expect(h.$("#mute").getAttribute("aria-pressed")).toBe("true");
+    expect(h.$("#mute").textContent).toBe("Unmute");
+    await h.click("#hold");
+    expect(h.calls.find((c) => c.cmd === "set_hold")?.args).toEqual({ callId: "c-1", held: true });
+    await h.app_event({ event: "calls", calls: [call({ state: { state: "held", local: true, remote: false }, answered_at_ms: Date.now() })] });
+    expect(h.$("#call-state").textContent).toBe("On hold");
+    expect(h.$("#hold").textContent).toBe("Resume");
+    await h.click("#dtmf-toggle");
+    await h.click('.dtmf-key[data-key="5"]');
+    document.body.dispatchEvent(new KeyboardEvent("keydown", { key: "#", bubbles: true }));
+    await h.flush();
+    expect(h.calls.filter((c) => c.cmd === "send_dtmf").map((c) => c.args.digits)).toEqual(["5", "#"]);
+    expect(h.$("#dtmf-sent").textContent).toBe("5#");
+    await h.click("#hangup");
+    expect(h.calls.find((c) => c.cmd === "hangup")?.args).toEqual({ callId: "c-1" });
+    await h.app_event({ event: "calls", calls: [] });
+    expect(screen(h)).toBe("screen-phone");
+  });
+
+  it("an outgoing call shows Calling… before the answer", async () => {
+    h = await start(snapshot());
+    await h.app_event({ event: "calls", calls: [call({ outgoing: true, state: { state: "ringing" } })] });
+    expect(screen(h)).toBe("call");
+    expect(h.$("#call-state").textContent).toBe("Ringing…");
+    expect((h.$("#mute") as HTMLButtonElement).disabled).toBe(true);
+  });
+});
+
+describe("history", () => {
+  const rec = (id: string, over: Record<string, unknown>) => ({
+    call_id: id, direction: "incoming", caller: { user: "bob", display_name: "Bob Stone" }, callee: { user: "alice", display_name: "Alice Martin" },
+    answered_device: null, created_at_ms: Date.now(), ringing_at_ms: null, answered_at_ms: null, ended_at_ms: Date.now(),
+    duration_ms: 0, end_reason: "no_answer", ended_by: null, missed: true, caller_quality: null, callee_quality: null, ...over,
+  });
+
+  it("highlights missed calls, counts them, and calls back in one click", async () => {
+    h = await start(snapshot({ missed: 2 }), {
+      history: () => [rec("c-2", {}), rec("c-1", { direction: "outgoing", missed: false, end_reason: "completed", duration_ms: 61_000 })],
+    });
+    expect(h.$("#missed-badge").hidden).toBe(false);
+    expect(h.$("#missed-badge").textContent).toBe("2");
+    await h.click("#tab-history");
+    expect(h.calls.some((c) => c.cmd === "missed_seen")).toBe(true);
+    const items = h.$$(".history-item");
+    expect(items.length).toBe(2);
+    expect(items[0].classList.contains("missed")).toBe(true);
+    expect(items[0].textContent).toContain("Missed");
+    expect(items[1].classList.contains("missed")).toBe(false);
+    expect(items[1].textContent).toContain("1:01");
+    await h.app_event({ event: "missed_calls", count: 0 });
+    expect(h.$("#missed-badge").hidden).toBe(true);
+    (items[1].querySelector(".callback") as HTMLElement).click();
+    await h.flush();
+    expect(h.calls.find((c) => c.cmd === "dial")?.args).toEqual({ to: "alice" });
+  });
+});
+
+describe("settings", () => {
+  it("lists devices, saves, and shows a hotkey that could not be registered", async () => {
+    h = await start(snapshot(), {
+      devices: () => ({ inputs: ["Headset mic"], outputs: ["Headset", "Speakers"] }),
+      save_settings: () => [
+        { action: "answer", accelerator: "Ctrl+Alt+A", registered: true, error: null },
+        { action: "hangup", accelerator: "Ctrl+Alt+H", registered: false, error: "taken by another program? already registered" },
+        { action: "mute", accelerator: "Ctrl+Alt+M", registered: true, error: null },
+        { action: "hold", accelerator: "", registered: false, error: null },
+      ],
+    });
+    await h.click("#tab-settings");
+    expect(screen(h)).toBe("screen-settings");
+    const ringer = h.$("#set-ringer") as HTMLSelectElement;
+    expect(Array.from(ringer.options).map((o) => o.value)).toEqual(["", "Headset", "Speakers"]);
+    ringer.value = "Speakers";
+    (h.$("#hk-hold") as HTMLInputElement).value = "";
+    (h.$("#set-autostart") as HTMLInputElement).checked = true;
+    await h.click("#settings-save");
+    const saved = h.calls.find((c) => c.cmd === "save_settings")?.args.settings as Record<string, unknown>;
+    expect(saved.ringer_device).toBe("Speakers");
+    expect(saved.start_at_login).toBe(true);
+    expect((saved.hotkeys as Record<string, string>).hold).toBe("");
+    expect(h.$("#hk-hangup-status").textContent).toContain("taken by another program");
+    expect(h.$("#hk-answer-status").textContent).toContain("active");
+    expect(h.$("#settings-saved").textContent).toContain("could not be registered");
+  });
+
+  it("runs the mic meter while asked and shows the level", async () => {
+    h = await start(snapshot());
+    await h.click("#tab-settings");
+    await h.click("#meter-toggle");
+    expect(h.calls.find((c) => c.cmd === "mic_meter")?.args).toEqual({ on: true, device: null });
+    await h.app_event({ event: "mic_level", dbfs: -23 });
+    expect((h.$("#mic-meter") as HTMLMeterElement).value).toBe(-23);
+    await h.click("#tab-phone");
+    expect(h.calls.filter((c) => c.cmd === "mic_meter").at(-1)?.args).toEqual({ on: false, device: null });
+  });
+
+  it("signs out", async () => {
+    h = await start(snapshot());
+    await h.click("#signout");
+    expect(h.calls.some((c) => c.cmd === "sign_out")).toBe(true);
+    await h.app_event({ event: "session", session: null });
+    expect(screen(h)).toBe("screen-signin");
+  });
+});
