@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use tauri::{AppHandle, Manager, Runtime};
+use tauri::{AppHandle, Manager};
 use tauri_plugin_global_shortcut::{GlobalShortcutExt, Shortcut, ShortcutState};
 
 use crate::bindings::{AppEvent, HotkeyAction, HotkeyStatus, Hotkeys};
@@ -17,7 +17,7 @@ use crate::shell::{Shell, emit};
 pub struct Bindings(Mutex<HashMap<u32, HotkeyAction>>);
 
 /// The plugin, with a handler that runs the bound action on key press.
-pub fn plugin<R: Runtime>() -> tauri::plugin::TauriPlugin<R> {
+pub fn plugin() -> tauri::plugin::TauriPlugin<tauri::Wry> {
     tauri_plugin_global_shortcut::Builder::new()
         .with_handler(|app, shortcut, event| {
             if event.state() != ShortcutState::Pressed {

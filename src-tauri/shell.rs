@@ -75,6 +75,20 @@ fn not_signed_in() -> UiError {
     UiError::new(ErrorKind::InvalidState, "Not signed in.")
 }
 
+/// The account and token given in `SOFTPHONE_SERVER`, `SOFTPHONE_TENANT`,
+/// `SOFTPHONE_USER` and `SOFTPHONE_TOKEN`, when all four are set.
+fn provisioned() -> Option<(Account, String)> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Some((
+        Account {
+            server: var("SOFTPHONE_SERVER")?,
+            tenant: var("SOFTPHONE_TENANT")?,
+            user: var("SOFTPHONE_USER")?,
+        },
+        var("SOFTPHONE_TOKEN")?,
+    ))
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -256,6 +270,16 @@ impl Shell {
     /// # Errors
     /// An unreachable server or keyring.
     pub async fn restore(&self, app: &AppHandle) -> Result<Option<SessionInfo>, UiError> {
+        if let Some((acc, token)) = provisioned() {
+            // A session handed over by whoever started us (`cargo xtask
+            // demo`, a kiosk script): used as is, never stored.
+            lock(&self.inner).restoring = true;
+            let r = self
+                .connect(app, &acc.server, &acc.tenant, &acc.user, token)
+                .await;
+            lock(&self.inner).restoring = false;
+            return r.map(Some);
+        }
         let Some(acc) = lock(&self.inner).settings.last_account.clone() else {
             return Ok(None);
         };

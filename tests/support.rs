@@ -27,6 +27,15 @@ pub struct Server {
 impl Server {
     /// Starts the server in this process on a free port.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}, &[]).await
+    }
+
+    /// Like [`Server::start`], with the configuration adjusted by `tune`
+    /// (e.g. a short ring timeout) and extra users `(user, display name)`.
+    pub async fn start_with(
+        tune: impl FnOnce(&mut switchboard::Config),
+        extra_users: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = switchboard::Store::open(dir.path()).await.expect("store");
         store.add_tenant("acme").await.expect("tenant");
@@ -37,12 +46,16 @@ impl Server {
         ] {
             store.add_user("acme", u, d, PW).await.expect("user");
         }
+        for (u, d) in extra_users {
+            store.add_user("acme", u, d, PW).await.expect("user");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let config = switchboard::Config::with_data_dir(dir.path());
+        let mut config = switchboard::Config::with_data_dir(dir.path());
+        tune(&mut config);
         tokio::spawn(switchboard::run(listener, config, async move {
             let _ = rx.await;
         }));

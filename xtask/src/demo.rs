@@ -71,9 +71,15 @@ fn phonectl(url: &str, user: &str) -> Command {
 /// (headless: the scripted call) succeeded.
 pub fn run(headless: bool) -> Result<bool> {
     crate::setup()?;
-    println!("demo: building switchboard and phonectl…");
+    let mut packages = vec!["-p", "switchboard", "-p", "phonectl"];
+    if !headless {
+        crate::ui_build()?;
+        packages.extend(["-p", "softphone"]);
+    }
+    println!("demo: building {}…", packages.iter().filter(|p| **p != "-p").copied().collect::<Vec<_>>().join(", "));
     let ok = crate::cargo()
-        .args(["build", "-q", "-p", "switchboard", "-p", "phonectl"])
+        .args(["build", "-q"])
+        .args(&packages)
         .status()?
         .success();
     if !ok {
@@ -137,19 +143,22 @@ pub fn run(headless: bool) -> Result<bool> {
     let _bot = Proc(bot);
 
     if !headless {
+        let app = open_app(&url, &dir)?;
         println!();
         println!("Softphone demo is running (Ctrl-C stops everything).");
         println!("  switchboard   {url}   (data in {})", data.display());
         println!("  accounts      tenant demo: alice, bob, echo — password {PASSWORD}");
         println!("  echo test     answers every call, beeps, then plays you back one second later");
+        println!("  desktop app   signed in as alice{}", app.note);
         println!();
-        println!("The desktop app is the next milestone; call the echo test with your sound card:");
+        println!("In the app, type `echo` (or pick Echo test in the directory) and press Call.");
+        println!("Sign in as bob elsewhere with:");
         println!(
-            "  cargo run -p phonectl -- --server {url} --tenant demo --user alice \\\n      call echo --input-device default --output-device default --duration 20"
+            "  PHONECTL_PASSWORD={PASSWORD} target/debug/phonectl --server {url} --tenant demo --user bob \\\n      call alice --input-device default --output-device default --duration 20"
         );
-        println!("(phonectl asks for the password in PHONECTL_PASSWORD={PASSWORD})");
-        let mut server = server;
-        server.0.wait()?;
+        let mut app = app;
+        app.proc.0.wait()?;
+        drop(server);
         return Ok(true);
     }
 
@@ -236,4 +245,78 @@ pub fn run(headless: bool) -> Result<bool> {
     );
     println!("  recording                      {}", heard_path.display());
     Ok(ok && echoed && end_reason.as_deref() == Some("completed"))
+}
+
+/// The running desktop app, and how it is shown.
+struct RunningApp {
+    proc: Proc,
+    _display: Option<Proc>,
+    note: String,
+}
+
+/// Logs alice in over HTTP (`POST /v1/login`) and returns her token.
+fn login(url: &str, user: &str) -> Result<String> {
+    use std::io::Read;
+    let addr = url.trim_start_matches("http://");
+    let body = serde_json::json!({"tenant": "demo", "user": user, "password": PASSWORD}).to_string();
+    let mut sock = std::net::TcpStream::connect(addr).context("connecting to the switchboard")?;
+    write!(
+        sock,
+        "POST /v1/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp)?;
+    let json = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(json).context("login answer")?;
+    v["token"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("login refused: {json}"))
+}
+
+/// Starts the desktop app signed in as alice (a provisioned session: the
+/// token is handed over in the environment and never stored). Without a
+/// display (a server, CI), it starts Xvfb and says so.
+fn open_app(url: &str, dir: &Path) -> Result<RunningApp> {
+    let token = login(url, "alice")?;
+    let mut display = None;
+    let mut note = String::new();
+    let mut cmd = Command::new(bin("softphone"));
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        let n = (90..140)
+            .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
+            .context("no free X display number")?;
+        let child = Command::new("Xvfb")
+            .args([format!(":{n}").as_str(), "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("no display here, and Xvfb would not start (cargo xtask setup installs it)")?;
+        for _ in 0..100 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        display = Some(Proc(child));
+        cmd.env("DISPLAY", format!(":{n}"));
+        note = format!(
+            " — no display found, so on a virtual one (DISPLAY=:{n}; e.g. `DISPLAY=:{n} import -window root shot.png`)"
+        );
+    }
+    let child = cmd
+        .env("SOFTPHONE_SERVER", url)
+        .env("SOFTPHONE_TENANT", "demo")
+        .env("SOFTPHONE_USER", "alice")
+        .env("SOFTPHONE_TOKEN", token)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("SOFTPHONE_LOG", "warn")
+        .spawn()
+        .context("starting the desktop app")?;
+    Ok(RunningApp {
+        proc: Proc(child),
+        _display: display,
+        note,
+    })
 }

@@ -1,15 +1,18 @@
 //! `cargo xtask`: the project's developer tasks.
 //!
 //! - `cargo xtask setup`: installs what the build and the tests need (Debian
-//!   packages through apt-get; `sudo` only when not root).
+//!   packages through apt-get, `sudo` only when not root; Node.js/npm when
+//!   there is none; `tauri-driver` through `cargo install`).
 //! - `cargo xtask demo [--headless]`: a local switchboard with demo
-//!   accounts and an echo-test bot; `--headless` makes a scripted call.
-//! - `cargo xtask test`: setup, then rustfmt check, clippy `-D warnings`, and
-//!   every Rust test; prints one summary line per suite and a closing
-//!   `N passed, M failed` line.
-//! - `cargo xtask bench signaling [--clients N]...`: the switchboard load
-//!   generator; `cargo xtask bench call [--calls N]`: call setup, latency,
-//!   CPU, memory and bitrate (see `docs/benchmarks.md`).
+//!   accounts and an echo-test bot, and the desktop app signed in as alice;
+//!   `--headless` makes a scripted call between two phonectls instead.
+//! - `cargo xtask test`: setup, then rustfmt check, the UI's type check,
+//!   build and Vitest tests, clippy `-D warnings`, every Rust test, and the
+//!   desktop end-to-end test; prints one summary line per suite and a
+//!   closing `N passed, M failed` line.
+//! - `cargo xtask bundle`: the .deb and .rpm installers (Tauri CLI).
+//! - `cargo xtask bench signaling|call|desktop [ARGS]`: the benchmark
+//!   programs (see `docs/benchmarks.md`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -27,20 +30,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the system packages the build and tests need.
+    /// Install the system packages and tools the build and tests need.
     Setup,
-    /// Run every check and test: fmt, clippy, Rust tests.
+    /// Run every check and test: fmt, UI build and tests, clippy, Rust
+    /// tests, the desktop end-to-end test.
     Test,
-    /// Start a local switchboard with demo accounts and an echo-test bot.
+    /// Start a local switchboard with demo accounts and an echo-test bot,
+    /// and open the desktop app signed in as alice.
     Demo {
         /// Instead of waiting for you to call, run a scripted call from
         /// alice to the echo test and print what happened.
         #[arg(long)]
         headless: bool,
     },
+    /// Build the desktop installers for this OS (.deb and .rpm on Linux)
+    /// with the Tauri CLI; they land in target/release/bundle/.
+    Bundle,
     /// Run a benchmark program and print its table.
     Bench {
-        /// Which benchmark: `signaling` or `call`.
+        /// Which benchmark: `signaling`, `call` or `desktop`.
         which: String,
         /// Arguments passed to the benchmark program (see its --help).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -88,9 +96,10 @@ fn run() -> Result<bool> {
     let root = workspace_root()?;
     std::env::set_current_dir(&root)?;
     match Cli::parse().task {
-        Task::Setup => setup().map(|_| true),
+        Task::Setup => setup().and_then(|_| setup_tools(true)).map(|_| true),
         Task::Test => test(),
         Task::Demo { headless } => demo::run(headless),
+        Task::Bundle => bundle().map(|_| true),
         Task::Bench { which, args } => bench(&which, &args).map(|_| true),
     }
 }
@@ -185,6 +194,83 @@ pub(crate) fn setup() -> Result<()> {
     apt(&args)
 }
 
+/// Installs what is not a Debian package of this list: Node.js and npm
+/// (Debian's, only when there is no `node` at all) for the UI, and
+/// `tauri-driver` (from crates.io) for the desktop end-to-end tests.
+fn setup_tools(need_driver: bool) -> Result<()> {
+    let has = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has("node") || !has("npm") {
+        println!("setup: installing nodejs and npm (Debian) to build and test the UI");
+        let sudo = !is_root();
+        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        if sudo {
+            cmd.arg("apt-get");
+        }
+        let ok = cmd
+            .args(["install", "-y", "-q", "--no-install-recommends", "nodejs", "npm"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?
+            .success();
+        if !ok {
+            bail!("installing nodejs and npm failed");
+        }
+    }
+    if need_driver && !has("tauri-driver") {
+        println!("setup: installing tauri-driver (WebDriver for the desktop app) with cargo install");
+        let ok = cargo()
+            .args(["install", "--locked", "--version", "^2", "tauri-driver"])
+            .status()
+            .context("running cargo install")?
+            .success();
+        if !ok {
+            bail!("installing tauri-driver failed");
+        }
+    }
+    Ok(())
+}
+
+/// Installs the UI's npm packages when missing or out of date
+/// (`npm ci`), then type-checks and builds it into `ui/dist`.
+pub(crate) fn ui_build() -> Result<()> {
+    setup_tools(false)?;
+    let stamp = std::path::Path::new("ui/node_modules/.package-lock.json");
+    let lock_time = std::fs::metadata("ui/package-lock.json").and_then(|m| m.modified());
+    let stale = match (std::fs::metadata(stamp).and_then(|m| m.modified()), lock_time) {
+        (Ok(installed), Ok(lock)) => installed < lock,
+        _ => true,
+    };
+    if stale {
+        println!("ui: npm ci");
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir("ui")
+            .status()
+            .context("running npm ci")?
+            .success();
+        if !ok {
+            bail!("npm ci failed in ui/");
+        }
+    }
+    let ok = Command::new("npm")
+        .args(["run", "build"])
+        .current_dir("ui")
+        .status()
+        .context("running npm run build")?
+        .success();
+    if !ok {
+        bail!("building the UI failed (npm run build in ui/)");
+    }
+    Ok(())
+}
+
 /// One suite's outcome.
 struct Suite {
     name: &'static str,
@@ -195,49 +281,50 @@ struct Suite {
 
 fn test() -> Result<bool> {
     setup()?;
+    setup_tools(true)?;
     let mut suites = Vec::new();
+    let mut step = |name: &'static str, run: &mut dyn FnMut() -> Result<(u64, u64, bool)>| {
+        let t = Instant::now();
+        let (passed, failed, ok) = run()?;
+        suites.push(Suite {
+            name,
+            passed,
+            failed: if ok { failed } else { failed.max(1) },
+            secs: t.elapsed().as_secs_f64(),
+        });
+        anyhow::Ok(())
+    };
+    let status = |cmd: &mut Command, what: &str| -> Result<(u64, u64, bool)> {
+        let ok = cmd.status().with_context(|| format!("running {what}"))?.success();
+        Ok((ok as u64, !ok as u64, ok))
+    };
 
-    let t = Instant::now();
-    let ok = cargo()
-        .args(["fmt", "--all", "--", "--check"])
-        .status()
-        .context("running cargo fmt")?
-        .success();
-    suites.push(Suite {
-        name: "fmt",
-        passed: ok as u64,
-        failed: !ok as u64,
-        secs: t.elapsed().as_secs_f64(),
-    });
-
-    let t = Instant::now();
-    let ok = cargo()
-        .args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ])
-        .status()
-        .context("running cargo clippy")?
-        .success();
-    suites.push(Suite {
-        name: "clippy",
-        passed: ok as u64,
-        failed: !ok as u64,
-        secs: t.elapsed().as_secs_f64(),
-    });
-
-    let t = Instant::now();
-    let (passed, failed, ok) = cargo_test(&["test", "--workspace"])?;
-    suites.push(Suite {
-        name: "rust-tests",
-        passed,
-        failed: if ok { failed } else { failed.max(1) },
-        secs: t.elapsed().as_secs_f64(),
-    });
+    step("fmt", &mut || status(cargo().args(["fmt", "--all", "--", "--check"]), "cargo fmt"))?;
+    step("ui-build", &mut || match ui_build() {
+        Ok(()) => Ok((1, 0, true)),
+        Err(e) => {
+            eprintln!("{e:#}");
+            Ok((0, 1, false))
+        }
+    })?;
+    step("ui-tests", &mut || ui_tests())?;
+    step("clippy", &mut || {
+        status(
+            cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            "cargo clippy",
+        )
+    })?;
+    // The process tests and the desktop test run these binaries.
+    step("build-binaries", &mut || {
+        status(
+            cargo().args(["build", "-p", "switchboard", "-p", "phonectl", "-p", "softphone"]),
+            "cargo build",
+        )
+    })?;
+    step("rust-tests", &mut || {
+        cargo_test(&["test", "--workspace", "--exclude", "softphone"])
+    })?;
+    step("desktop", &mut || cargo_test(&["test", "-p", "softphone"]))?;
 
     println!();
     for s in &suites {
@@ -250,6 +337,55 @@ fn test() -> Result<bool> {
     let failed: u64 = suites.iter().map(|s| s.failed).sum();
     println!("{passed} passed, {failed} failed");
     Ok(failed == 0)
+}
+
+/// Runs Vitest in ui/ and counts its tests (`Tests  N passed | M failed`).
+fn ui_tests() -> Result<(u64, u64, bool)> {
+    let mut child = Command::new("npm")
+        .args(["test", "--silent"])
+        .current_dir("ui")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running npm test")?;
+    let out = child.stdout.take().context("no stdout")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        println!("{line}");
+        let plain = strip_ansi(&line);
+        if let Some(rest) = plain.trim().strip_prefix("Tests ") {
+            for part in rest.split('|') {
+                let mut w = part.split_whitespace();
+                if let (Some(n), Some(label)) = (w.next(), w.next()) {
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match label {
+                        "passed" => passed = n,
+                        "failed" => failed = n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let ok = child.wait()?.success();
+    Ok((passed, failed, ok))
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Runs cargo test, echoing its output, and adds up its `test result:` lines.
@@ -314,8 +450,55 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown bench `{other}` (known: signaling, call)"),
+        "desktop" => {
+            ui_build()?;
+            let ok = cargo()
+                .args(["build", "--release", "-p", "phonectl"])
+                .status()
+                .context("building phonectl")?
+                .success();
+            if !ok {
+                bail!("building phonectl failed");
+            }
+            let status = cargo()
+                .args(["bench", "-p", "softphone", "--bench", "desktop_memory", "--"])
+                .args(args)
+                .status()
+                .context("running the desktop bench")?;
+            if !status.success() {
+                bail!("desktop bench failed");
+            }
+            Ok(())
+        }
+        other => bail!("unknown bench `{other}` (known: signaling, call, desktop)"),
     }
+}
+
+/// `tauri build` for this OS's installer formats (Linux: .deb and .rpm;
+/// AppImage, msi/nsis and dmg are built by .github/workflows/release.yml).
+fn bundle() -> Result<()> {
+    setup()?;
+    ui_build()?;
+    let bundles = if cfg!(target_os = "linux") { "deb,rpm" } else { "" };
+    let mut cmd = Command::new("ui/node_modules/.bin/tauri");
+    cmd.arg("build");
+    if !bundles.is_empty() {
+        cmd.args(["--bundles", bundles]);
+    }
+    let ok = cmd.status().context("running the Tauri CLI")?.success();
+    if !ok {
+        bail!("tauri build failed");
+    }
+    for entry in std::fs::read_dir("target/release/bundle")? {
+        let dir = entry?.path();
+        for f in std::fs::read_dir(&dir)? {
+            let f = f?.path();
+            if f.is_file() {
+                println!("bundle: {}", f.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

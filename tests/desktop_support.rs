@@ -1,0 +1,335 @@
+//! Helpers of the desktop end-to-end test and the desktop memory bench:
+//! Xvfb, phonectl peers, and a W3C WebDriver client for tauri-driver.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use softphone_e2e::PW;
+
+/// Kills a child process when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// `phonectl`, built next to this test (the xtask builds it first).
+pub fn phonectl() -> PathBuf {
+    let path = target_dir().join("phonectl");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "phonectl"])
+            .status()
+            .expect("cargo build")
+            .success();
+        assert!(ok, "building phonectl failed");
+    }
+    path
+}
+
+/// Starts Xvfb on a free display number; returns it and the display name.
+pub fn xvfb() -> (Proc, String) {
+    for n in 90..140 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            continue;
+        }
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([display.as_str(), "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (install xvfb: cargo xtask setup)");
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        for _ in 0..100 {
+            if Path::new(&socket).exists() {
+                return (Proc(child), display);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Xvfb did not start on {display}");
+    }
+    panic!("no free X display number");
+}
+
+/// A phonectl process; its `--json` event lines are collected.
+pub struct Peer {
+    _proc: Proc,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Peer {
+    pub fn start(base: &str, user: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(phonectl())
+            .args([
+                "--server",
+                base,
+                "--tenant",
+                "acme",
+                "--user",
+                user,
+                "--no-keyring",
+                "--json",
+                "--ice-loopback",
+            ])
+            .args(args)
+            .env("PHONECTL_PASSWORD", PW)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("phonectl");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l2.lock().expect("lines").push(line);
+            }
+        });
+        Self {
+            _proc: Proc(child),
+            lines,
+        }
+    }
+
+    /// The phonectl process id.
+    pub fn pid(&self) -> u32 {
+        self._proc.0.id()
+    }
+
+    pub fn saw(&self, needle: &str) -> bool {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    pub async fn wait_for(&self, needle: &str, secs: u64) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs) {
+            if self.saw(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "phonectl never printed {needle}: {:?}",
+            self.lines.lock().expect("lines")
+        );
+    }
+}
+
+/// A W3C WebDriver session on the app, through tauri-driver.
+pub struct Driver {
+    _proc: Proc,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Driver {
+    pub async fn start(app: &Path, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let native = free_port();
+        let mut cmd = Command::new("tauri-driver");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+            "--native-driver",
+            "/usr/bin/WebKitWebDriver",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .expect("tauri-driver (cargo xtask setup installs it)");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{base}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "tauri:options": {"application": app.display().to_string()}
+        }}});
+        let resp: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("session")
+            .json()
+            .await
+            .expect("json");
+        let session = resp["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {resp}"))
+            .to_string();
+        Self {
+            _proc: Proc(child),
+            base,
+            session,
+            http,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}/{path}", self.base, self.session);
+        let v: Value = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .expect("json");
+        v["value"].clone()
+    }
+
+    pub async fn js(&self, script: &str) -> Value {
+        self.post("execute/sync", json!({"script": script, "args": []}))
+            .await
+    }
+
+    pub async fn element(&self, css: &str) -> String {
+        let v = self
+            .post("element", json!({"using": "css selector", "value": css}))
+            .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    /// Clicks `css` as a user would (WebDriver element click).
+    pub async fn click(&self, css: &str) {
+        self.wait_visible(css).await;
+        let id = self.element(css).await;
+        let v = self.post(&format!("element/{id}/click"), json!({})).await;
+        assert!(
+            v.is_null() || v.get("error").is_none(),
+            "click {css}: {v}"
+        );
+    }
+
+    /// Replaces the text of an input with `text`, typed key by key.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.post(&format!("element/{id}/clear"), json!({})).await;
+        let v = self
+            .post(&format!("element/{id}/value"), json!({"text": text}))
+            .await;
+        assert!(v.is_null() || v.get("error").is_none(), "type {css}: {v}");
+    }
+
+    /// Waits until the script returns a truthy value (20 s at most).
+    pub async fn until(&self, what: &str, script: &str) -> Value {
+        let t = Instant::now();
+        loop {
+            let v = self.js(script).await;
+            let ok = match &v {
+                Value::Bool(b) => *b,
+                Value::Null => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(_) | Value::Array(_) | Value::Object(_) => true,
+            };
+            if ok && v.get("error").is_none() {
+                return v;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                let page = self
+                    .js("return document.getElementById('app').innerText")
+                    .await;
+                panic!("desktop app: no {what} within 20 s; got {v}; page: {page}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    pub async fn wait_visible(&self, css: &str) {
+        let script = format!(
+            "const e = document.querySelector({css:?}); return !!e && e.offsetParent !== null;"
+        );
+        self.until(&format!("visible {css}"), &script).await;
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.js(&format!(
+            "return document.querySelector({css:?})?.textContent ?? ''"
+        ))
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    }
+
+    /// Saves a PNG of the window's content to docs/screenshots/`name`.png.
+    pub async fn screenshot(&self, name: &str) {
+        use base64::Engine as _;
+        let url = format!("{}/session/{}/screenshot", self.base, self.session);
+        let v: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("screenshot")
+            .json()
+            .await
+            .expect("json");
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v["value"].as_str().expect("base64 png"))
+            .expect("decode");
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+    }
+
+    pub async fn quit(&self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+    }
+}
+

@@ -1,0 +1,506 @@
+// Generated from the Rust types by ts-rs (src-tauri/bindings.rs). Do not edit:
+// run `UPDATE_BINDINGS=1 cargo test -p softphone bindings` after changing them.
+
+export type UserRef = { 
+/**
+ * User name, unique within the tenant (what `call.invite` takes in `to`).
+ */
+user: string, 
+/**
+ * Display name, e.g. `"Alice Martin"`.
+ */
+display_name: string, };
+
+export type Presence = "available" | "away" | "dnd" | "offline";
+
+export type EndReason = "completed" | "rejected" | "busy" | "no_answer" | "cancelled" | "unavailable" | "failed" | "answered_elsewhere";
+
+export type ErrorCode = "bad_frame" | "unknown_type" | "frame_too_large" | "invalid_value" | "not_authenticated" | "already_authenticated" | "unauthorized" | "token_expired" | "invalid_credentials" | "not_found" | "call_state" | "call_exists" | "glare" | "self_call" | "rate_limited" | "protocol_version" | "internal";
+
+export type CallQuality = { 
+/**
+ * Round-trip time from RTCP, in ms.
+ */
+rtt_ms?: number | null, 
+/**
+ * Interarrival jitter of received RTP (RFC 3550 §6.4.1), in ms.
+ */
+jitter_ms?: number | null, 
+/**
+ * Received packets lost, in percent (0–100).
+ */
+loss_pct?: number | null, 
+/**
+ * Estimated mean opinion score (ITU-T G.107 E-model gives 1.0–4.5;
+ * values up to 5.0 are accepted).
+ */
+mos?: number | null, 
+/**
+ * Average bitrate sent, in kbit/s.
+ */
+send_kbps?: number | null, 
+/**
+ * Average bitrate received, in kbit/s.
+ */
+recv_kbps?: number | null, };
+
+export type DirectoryEntry = { 
+/**
+ * User name.
+ */
+user: string, 
+/**
+ * Display name.
+ */
+display_name: string, 
+/**
+ * Current availability.
+ */
+presence: Presence, };
+
+export type CallRecord = { 
+/**
+ * The call's id.
+ */
+call_id: string, 
+/**
+ * `"outgoing"` or `"incoming"`, from the asking user's side.
+ */
+direction: string, 
+/**
+ * Caller.
+ */
+caller: UserRef, 
+/**
+ * Callee.
+ */
+callee: UserRef, 
+/**
+ * Device id that answered, once answered.
+ */
+answered_device: string | null, 
+/**
+ * Invite received, ms since the Unix epoch.
+ */
+created_at_ms: number, 
+/**
+ * First callee device ringing, ms since the Unix epoch.
+ */
+ringing_at_ms: number | null, 
+/**
+ * Answered, ms since the Unix epoch.
+ */
+answered_at_ms: number | null, 
+/**
+ * Ended, ms since the Unix epoch (`null` while the call is up).
+ */
+ended_at_ms: number | null, 
+/**
+ * Answered time, in ms (0 when never answered; `null` while up).
+ */
+duration_ms: number | null, 
+/**
+ * Why it ended (`null` while up).
+ */
+end_reason: EndReason | null, 
+/**
+ * User name of the party that ended it, when a party did.
+ */
+ended_by: string | null, 
+/**
+ * `true` for an incoming call that was never answered by me (no_answer,
+ * or cancelled/unavailable/failed before an answer).
+ */
+missed: boolean, 
+/**
+ * Quality as the caller reported it.
+ */
+caller_quality: CallQuality | null, 
+/**
+ * Quality as the callee reported it.
+ */
+callee_quality: CallQuality | null, };
+
+export type CallState = { "state": "dialing" } | { "state": "ringing" } | { "state": "connecting" } | { "state": "active" } | { "state": "held", 
+/**
+ * This side put the call on hold.
+ */
+local: boolean, 
+/**
+ * The other side put the call on hold.
+ */
+remote: boolean, } | { "state": "ended", 
+/**
+ * Why.
+ */
+reason: EndReason, };
+
+export type MediaStats = { 
+/**
+ * ICE round-trip time (STUN consent checks), in ms.
+ */
+rtt_ms: number | null, 
+/**
+ * Interarrival jitter of received RTP, in ms.
+ */
+jitter_ms: number, 
+/**
+ * Received packets lost, in percent.
+ */
+loss_pct: number, 
+/**
+ * RTP payload bitrate sent over the last period, in kbit/s.
+ */
+send_kbps: number, 
+/**
+ * RTP payload bitrate received over the last period, in kbit/s.
+ */
+recv_kbps: number, 
+/**
+ * RTP packets sent in total.
+ */
+packets_sent: number, 
+/**
+ * RTP packets received in total.
+ */
+packets_received: number, 
+/**
+ * Current jitter buffer target delay, in ms.
+ */
+jitter_buffer_ms: number, 
+/**
+ * Estimated MOS (ITU-T G.107).
+ */
+mos: number, };
+
+export type EngineEvent = { "event": "registered", 
+/**
+ * Who we are.
+ */
+user: UserRef, 
+/**
+ * Our tenant.
+ */
+tenant: string, } | { "event": "incoming", 
+/**
+ * The call.
+ */
+call_id: string, 
+/**
+ * The caller.
+ */
+from: UserRef, } | { "event": "call_state", 
+/**
+ * The call.
+ */
+call_id: string, 
+/**
+ * Its new state.
+ */
+state: CallState, } | { "event": "first_audio", 
+/**
+ * The call.
+ */
+call_id: string, } | { "event": "device_lost", 
+/**
+ * The call.
+ */
+call_id: string, 
+/**
+ * `true` for the input, `false` for the output.
+ */
+input: boolean, 
+/**
+ * What took its place.
+ */
+replacement: string, } | { "event": "dtmf", 
+/**
+ * The call.
+ */
+call_id: string, 
+/**
+ * `0-9 * # A-D`.
+ */
+digit: string, } | { "event": "stats", 
+/**
+ * The call.
+ */
+call_id: string, 
+/**
+ * The figures.
+ */
+stats: MediaStats, } | { "event": "presence", 
+/**
+ * Who.
+ */
+user: UserRef, 
+/**
+ * Their status.
+ */
+status: Presence, } | { "event": "server_error", 
+/**
+ * Machine-readable code.
+ */
+code: ErrorCode, 
+/**
+ * Detail.
+ */
+message: string, } | { "event": "reconnecting", 
+/**
+ * Why it dropped.
+ */
+reason: string, } | { "event": "disconnected", 
+/**
+ * Why.
+ */
+reason: string, };
+
+export type SessionInfo = { 
+/**
+ * Switchboard base URL, e.g. `http://127.0.0.1:8080`.
+ */
+server: string, 
+/**
+ * Tenant.
+ */
+tenant: string, 
+/**
+ * Me.
+ */
+user: UserRef, 
+/**
+ * This app's device id at the switchboard.
+ */
+device_id: string, };
+
+export type CallView = { 
+/**
+ * The call's id.
+ */
+call_id: string, 
+/**
+ * The other party.
+ */
+peer: UserRef, 
+/**
+ * `true` when we dialed.
+ */
+outgoing: boolean, 
+/**
+ * Where the call stands.
+ */
+state: CallState, 
+/**
+ * Our microphone is muted (digital silence is sent).
+ */
+muted: boolean, 
+/**
+ * When it became Active the first time, ms since the Unix epoch (the
+ * call timer starts there).
+ */
+answered_at_ms: number | null, 
+/**
+ * Latest media statistics (every 2 s while up).
+ */
+stats: MediaStats | null, };
+
+export type HotkeyAction = "answer" | "hangup" | "mute" | "hold";
+
+export type HotkeyStatus = { 
+/**
+ * What it does.
+ */
+action: HotkeyAction, 
+/**
+ * The accelerator, e.g. `Ctrl+Alt+A` (empty: none).
+ */
+accelerator: string, 
+/**
+ * Registered and working.
+ */
+registered: boolean, 
+/**
+ * Why not (taken by another program, not a valid accelerator).
+ */
+error: string | null, };
+
+export type Ringtone = "classic" | "soft" | "digital";
+
+export type Account = { 
+/**
+ * Switchboard base URL.
+ */
+server: string, 
+/**
+ * Tenant.
+ */
+tenant: string, 
+/**
+ * User name.
+ */
+user: string, };
+
+export type Hotkeys = { 
+/**
+ * Answer the ringing call.
+ */
+answer: string, 
+/**
+ * Hang up or decline.
+ */
+hangup: string, 
+/**
+ * Mute toggle.
+ */
+mute: string, 
+/**
+ * Hold toggle.
+ */
+hold: string, };
+
+export type Settings = { 
+/**
+ * Microphone (a name from [`Devices`]); `None`: the system default.
+ */
+input_device: string | null, 
+/**
+ * Headset or speakers for calls; `None`: the system default.
+ */
+output_device: string | null, 
+/**
+ * Where the ringtone plays (often the laptop's speakers while the
+ * headset is off); `None`: the system default.
+ */
+ringer_device: string | null, 
+/**
+ * Which ringtone.
+ */
+ringtone: Ringtone, 
+/**
+ * Ringtone volume, 0.0–1.0.
+ */
+ringtone_volume: number, 
+/**
+ * Global hotkeys.
+ */
+hotkeys: Hotkeys, 
+/**
+ * Start when the agent logs in to the desktop.
+ */
+start_at_login: boolean, 
+/**
+ * Start hidden in the tray.
+ */
+start_minimised: boolean, 
+/**
+ * Last account, for the silent sign-in at start.
+ */
+last_account: Account | null, 
+/**
+ * This installation's device id at the switchboard (made once).
+ */
+device_id: string, };
+
+export type Devices = { 
+/**
+ * Names of devices that can record.
+ */
+inputs: Array<string>, 
+/**
+ * Names of devices that can play.
+ */
+outputs: Array<string>, };
+
+export type Snapshot = { 
+/**
+ * Signed in, or not.
+ */
+session: SessionInfo | null, 
+/**
+ * A silent sign-in with the keyring's token is under way.
+ */
+restoring: boolean, 
+/**
+ * Calls in progress.
+ */
+calls: Array<CallView>, 
+/**
+ * Missed calls since the agent last looked at the history.
+ */
+missed: number, 
+/**
+ * My availability.
+ */
+presence: Presence, 
+/**
+ * Settings.
+ */
+settings: Settings, 
+/**
+ * Hotkey registration results.
+ */
+hotkeys: Array<HotkeyStatus>, 
+/**
+ * Whether signaling is connected (`false` while reconnecting).
+ */
+online: boolean, };
+
+export type NoticeLevel = "info" | "warning" | "error";
+
+export type AppEvent = { "event": "calls", 
+/**
+ * All of them.
+ */
+calls: Array<CallView>, } | { "event": "missed_calls", 
+/**
+ * Unseen missed calls.
+ */
+count: number, } | { "event": "session", 
+/**
+ * The session, or `None` after sign-out.
+ */
+session: SessionInfo | null, } | { "event": "presence", 
+/**
+ * Now.
+ */
+status: Presence, } | { "event": "online", 
+/**
+ * Connected.
+ */
+online: boolean, } | { "event": "dial", 
+/**
+ * The number or user, without `tel:`.
+ */
+number: string, } | { "event": "mic_level", 
+/**
+ * Peak RMS over 100 ms, in dBFS (−100 for silence).
+ */
+dbfs: number, } | { "event": "hotkeys", 
+/**
+ * One per action.
+ */
+status: Array<HotkeyStatus>, } | { "event": "notice", 
+/**
+ * How serious.
+ */
+level: NoticeLevel, 
+/**
+ * What happened and what to do.
+ */
+message: string, } | { "event": "settings", 
+/**
+ * The new settings.
+ */
+settings: Settings, };
+
+export type ErrorKind = "unreachable" | "unauthorized" | "credentials" | "device" | "invalid_state" | "other";
+
+export type UiError = { 
+/**
+ * The kind.
+ */
+kind: ErrorKind, 
+/**
+ * Plain words for the agent.
+ */
+message: string, };
