@@ -25,7 +25,9 @@ pub async fn sign_in(
     user: String,
     password: String,
 ) -> R<SessionInfo> {
-    shell.sign_in(&app, &server, &tenant, &user, &password).await
+    shell
+        .sign_in(&app, &server, &tenant, &user, &password)
+        .await
 }
 
 /// Signs out and deletes the keyring entry.
@@ -126,17 +128,21 @@ pub fn save_settings(app: AppHandle, settings: Settings) -> R<Vec<HotkeyStatus>>
 /// Plays one cycle of the ringtone on the ringer device.
 #[tauri::command]
 pub fn test_ringer(shell: State<'_, Shell>, settings: Settings) {
-    shell
-        .ringer
-        .test(settings.ringer_device, settings.ringtone, settings.ringtone_volume)
+    shell.ringer.test(
+        settings.ringer_device,
+        settings.ringtone,
+        settings.ringtone_volume,
+    )
 }
 
 /// Plays one cycle of the ringtone on the call output device.
 #[tauri::command]
 pub fn test_output(shell: State<'_, Shell>, settings: Settings) {
-    shell
-        .ringer
-        .test(settings.output_device, settings.ringtone, settings.ringtone_volume)
+    shell.ringer.test(
+        settings.output_device,
+        settings.ringtone,
+        settings.ringtone_volume,
+    )
 }
 
 /// Starts (`on`) or stops the microphone level meter (`app` events

@@ -24,7 +24,9 @@ use tauri::{AppHandle, Manager, RunEvent, WindowEvent};
 use tauri_plugin_autostart::{MacosLauncher, ManagerExt};
 use tauri_plugin_deep_link::DeepLinkExt;
 
-use bindings::{AppEvent, Devices, ErrorKind, HotkeyAction, HotkeyStatus, NoticeLevel, Settings, UiError};
+use bindings::{
+    AppEvent, Devices, ErrorKind, HotkeyAction, HotkeyStatus, NoticeLevel, Settings, UiError,
+};
 use shell::{Shell, emit, notice};
 
 /// Shows, unminimises and focuses the main window (tray Show, tray click, a
@@ -56,8 +58,16 @@ pub fn list_devices() -> Result<Devices, UiError> {
     let all = softphone_audio::device::list()
         .map_err(|e| UiError::new(ErrorKind::Device, format!("Sound devices: {e}")))?;
     Ok(Devices {
-        inputs: all.iter().filter(|d| d.input).map(|d| d.name.clone()).collect(),
-        outputs: all.iter().filter(|d| d.output).map(|d| d.name.clone()).collect(),
+        inputs: all
+            .iter()
+            .filter(|d| d.input)
+            .map(|d| d.name.clone())
+            .collect(),
+        outputs: all
+            .iter()
+            .filter(|d| d.output)
+            .map(|d| d.name.clone())
+            .collect(),
     })
 }
 
@@ -80,7 +90,12 @@ pub fn apply_settings(app: &AppHandle, settings: Settings) -> Result<Vec<HotkeyS
         };
         r.map_err(|e| UiError::new(ErrorKind::Other, format!("Start at login: {e}")))?;
     }
-    emit(app, AppEvent::Settings { settings: now.clone() });
+    emit(
+        app,
+        AppEvent::Settings {
+            settings: now.clone(),
+        },
+    );
     Ok(hotkeys::apply(app, &now.hotkeys))
 }
 
@@ -112,16 +127,18 @@ pub fn run() {
         )
         .try_init();
     let args: Vec<String> = std::env::args().collect();
-    let minimised_arg = args.iter().any(|a| a == "--minimised" || a == "--minimized");
+    let minimised_arg = args
+        .iter()
+        .any(|a| a == "--minimised" || a == "--minimized");
 
     let app = tauri::Builder::default()
         // First, so that a second launch hands over before anything starts.
-        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
-            match tel_number(&argv) {
+        .plugin(tauri_plugin_single_instance::init(
+            |app, argv, _cwd| match tel_number(&argv) {
                 Some(n) => dial_link(app, n),
                 None => show_window(app),
-            }
-        }))
+            },
+        ))
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_autostart::init(
@@ -222,7 +239,10 @@ mod tests {
             tel_number(&["softphone", "tel:+1-555-0100"]),
             Some("+15550100".into())
         );
-        assert_eq!(tel_number(&["tel:bob;phone-context=acme"]), Some("bob".into()));
+        assert_eq!(
+            tel_number(&["tel:bob;phone-context=acme"]),
+            Some("bob".into())
+        );
         assert_eq!(tel_number(&["softphone", "--minimised"]), None);
         assert_eq!(tel_number(&["tel:"]), None);
     }

@@ -163,7 +163,12 @@ mod tests {
         assert!(softphone_audio::analysis::rms_dbfs(on) > -15.0);
         assert!(softphone_audio::analysis::rms_dbfs(off) < -90.0);
         let digital = pattern(Ringtone::Digital);
-        let f = softphone_audio::analysis::dominant_frequency(&digital[..3840], 48_000.0, 200.0, 2000.0);
+        let f = softphone_audio::analysis::dominant_frequency(
+            &digital[..3840],
+            48_000.0,
+            200.0,
+            2000.0,
+        );
         assert!((f - 1000.0).abs() < 30.0, "{f}");
         assert!(classic.iter().all(|s| s.abs() <= 0.5));
     }

@@ -154,12 +154,8 @@ impl Shell {
             new.ringtone_volume = new.ringtone_volume.clamp(0.0, 1.0);
             inner.settings = new;
         }
-        self.persist().map_err(|e| {
-            UiError::new(
-                ErrorKind::Other,
-                format!("Can't save the settings: {e}"),
-            )
-        })
+        self.persist()
+            .map_err(|e| UiError::new(ErrorKind::Other, format!("Can't save the settings: {e}")))
     }
 
     /// Everything the UI draws from.
@@ -407,19 +403,18 @@ impl Shell {
     /// silence, with a notice in plain words.
     fn call_audio(&self, app: &AppHandle) -> CallAudio {
         let s = self.settings();
-        let source: Box<dyn Source> = match CpalSource::open(s.input_device.as_deref())
-            .or_else(|_| CpalSource::open(None))
-        {
-            Ok(src) => Box::new(src),
-            Err(e) => {
-                notice(
-                    app,
-                    NoticeLevel::Warning,
-                    format!("No microphone ({e}): the other side will hear silence."),
-                );
-                Box::new(Silence)
-            }
-        };
+        let source: Box<dyn Source> =
+            match CpalSource::open(s.input_device.as_deref()).or_else(|_| CpalSource::open(None)) {
+                Ok(src) => Box::new(src),
+                Err(e) => {
+                    notice(
+                        app,
+                        NoticeLevel::Warning,
+                        format!("No microphone ({e}): the other side will hear silence."),
+                    );
+                    Box::new(Silence)
+                }
+            };
         let sink: Box<dyn Sink> =
             match CpalSink::open(s.output_device.as_deref()).or_else(|_| CpalSink::open(None)) {
                 Ok(sink) => Box::new(sink),
@@ -442,7 +437,10 @@ impl Shell {
     pub async fn dial(&self, app: &AppHandle, to: &str) -> Result<String, UiError> {
         let to = to.trim().trim_start_matches("tel:");
         if to.is_empty() {
-            return Err(UiError::new(ErrorKind::InvalidState, "Type a number or a name."));
+            return Err(UiError::new(
+                ErrorKind::InvalidState,
+                "Type a number or a name.",
+            ));
         }
         let engine = self.engine()?;
         let call_id = engine.dial(to, self.call_audio(app)).await?;
@@ -571,7 +569,10 @@ impl Shell {
     ///
     /// # Errors
     /// Not signed in, server unreachable.
-    pub async fn history(&self, limit: u32) -> Result<Vec<softphone_protocol::CallRecord>, UiError> {
+    pub async fn history(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<softphone_protocol::CallRecord>, UiError> {
         Ok(self.api()?.history(limit).await?)
     }
 
@@ -595,15 +596,23 @@ impl Shell {
         let engine = self.engine()?;
         let source: Option<Box<dyn Source>> = match input {
             Some(name) => Some(Box::new(
-                CpalSource::open(Some(&name).filter(|n| n.as_str() != "default").map(|n| n.as_str()))
-                    .map_err(|e| UiError::new(ErrorKind::Device, format!("Microphone: {e}")))?,
+                CpalSource::open(
+                    Some(&name)
+                        .filter(|n| n.as_str() != "default")
+                        .map(|n| n.as_str()),
+                )
+                .map_err(|e| UiError::new(ErrorKind::Device, format!("Microphone: {e}")))?,
             )),
             None => None,
         };
         let sink: Option<Box<dyn Sink>> = match output {
             Some(name) => Some(Box::new(
-                CpalSink::open(Some(&name).filter(|n| n.as_str() != "default").map(|n| n.as_str()))
-                    .map_err(|e| UiError::new(ErrorKind::Device, format!("Headset: {e}")))?,
+                CpalSink::open(
+                    Some(&name)
+                        .filter(|n| n.as_str() != "default")
+                        .map(|n| n.as_str()),
+                )
+                .map_err(|e| UiError::new(ErrorKind::Device, format!("Headset: {e}")))?,
             )),
             None => None,
         };

@@ -80,7 +80,8 @@ pub fn icon_rgba(base: &[u8], size: u32, status: TrayStatus) -> Vec<u8> {
 /// logged by the caller).
 pub fn create(app: &AppHandle) -> tauri::Result<()> {
     let show = MenuItem::with_id(app, "show", "Show Softphone", true, None::<&str>)?;
-    let available = CheckMenuItem::with_id(app, "available", "Available", false, true, None::<&str>)?;
+    let available =
+        CheckMenuItem::with_id(app, "available", "Available", false, true, None::<&str>)?;
     let away = CheckMenuItem::with_id(app, "away", "Away", false, false, None::<&str>)?;
     let dnd = CheckMenuItem::with_id(app, "dnd", "Do not disturb", false, false, None::<&str>)?;
     let answer = MenuItem::with_id(app, "answer", "Answer", false, None::<&str>)?;
@@ -92,8 +93,18 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
     let menu = Menu::with_items(
         app,
         &[
-            &show, &sep()?, &available, &away, &dnd, &sep()?, &answer, &decline, &hangup, &mute,
-            &sep()?, &quit,
+            &show,
+            &sep()?,
+            &available,
+            &away,
+            &dnd,
+            &sep()?,
+            &answer,
+            &decline,
+            &hangup,
+            &mute,
+            &sep()?,
+            &quit,
         ],
     )?;
     let base = Image::from_bytes(ICON)?;

@@ -20,6 +20,10 @@ use softphone_engine::credentials::{TokenStore, account_key};
 mod desktop_support;
 use desktop_support::{Driver, Peer, xvfb};
 
+/// The call screen is shown and says Connected.
+const CONNECTED: &str = "const c = document.querySelector('#call'); \
+    return !!c && !c.hidden && c.querySelector('#call-state').textContent === 'Connected'";
+
 const TEST: &str = "the_desktop_app_signs_in_takes_calls_misses_one_dials_and_signs_out";
 
 /// Outer runs: a private D-Bus session with an unlocked gnome-keyring, then
@@ -37,7 +41,10 @@ fn inside_dbus_and_pulseaudio() -> bool {
             .env("SOFTPHONE_TEST_IN_DBUS", "1")
             .status()
             .expect("dbus-run-session (install dbus and gnome-keyring: cargo xtask setup)");
-        assert!(status.success(), "the desktop test failed inside its D-Bus session");
+        assert!(
+            status.success(),
+            "the desktop test failed inside its D-Bus session"
+        );
         return false;
     }
     softphone_e2e::inside_pulseaudio(TEST)
@@ -64,18 +71,27 @@ async fn scenario() {
     let app = PathBuf::from(env!("CARGO_BIN_EXE_softphone"));
     let env = [
         ("DISPLAY", display.clone()),
-        ("XDG_CONFIG_HOME", home.path().join("config").display().to_string()),
-        ("XDG_DATA_HOME", home.path().join("data").display().to_string()),
-        ("XDG_CACHE_HOME", home.path().join("cache").display().to_string()),
+        (
+            "XDG_CONFIG_HOME",
+            home.path().join("config").display().to_string(),
+        ),
+        (
+            "XDG_DATA_HOME",
+            home.path().join("data").display().to_string(),
+        ),
+        (
+            "XDG_CACHE_HOME",
+            home.path().join("cache").display().to_string(),
+        ),
         ("SOFTPHONE_ICE_LOOPBACK", "1".to_string()),
-        ("WEBKIT_DISABLE_COMPOSITING_MODE", "1".to_string()),
-        ("GDK_BACKEND", "x11".to_string()),
     ];
+    eprintln!("desktop: starting the app on {display}");
     let d = Driver::start(&app, &env).await;
     let account = account_key(&srv.base, "acme", "alice");
     let keyring = TokenStore::Keyring;
     assert_eq!(keyring.load(&account).expect("secret service"), None);
 
+    eprintln!("desktop: signing in");
     // Sign in.
     d.wait_visible("#signin").await;
     d.screenshot("sign-in").await;
@@ -97,6 +113,7 @@ async fn scenario() {
     );
     d.screenshot("phone").await;
 
+    eprintln!("desktop: signed in; bob calls");
     // bob calls; the agent answers, mutes, holds, resumes, and hangs up.
     let bob = Peer::start(
         &srv.base,
@@ -108,11 +125,7 @@ async fn scenario() {
     assert_eq!(d.text("#incoming-number").await, "bob");
     d.screenshot("incoming-call").await;
     d.click("#answer").await;
-    d.until(
-        "the call to connect",
-        "return document.querySelector('#call-state')?.textContent === 'Connected'",
-    )
-    .await;
+    d.until("the call to connect", CONNECTED).await;
     bob.wait_for("\"active\"", 10).await;
 
     d.click("#mute").await;
@@ -136,11 +149,7 @@ async fn scenario() {
     .await;
     bob.wait_for("\"held\"", 10).await;
     d.click("#hold").await;
-    d.until(
-        "resumed",
-        "return document.querySelector('#call-state').textContent === 'Connected'",
-    )
-    .await;
+    d.until("resumed", CONNECTED).await;
 
     let mos = d
         .until(
@@ -150,7 +159,9 @@ async fn scenario() {
         .await;
     let mos: f64 = mos.as_str().expect("mos").parse().expect("number");
     assert!((1.0..=4.5).contains(&mos), "MOS {mos}");
-    let title = d.js("return document.querySelector('#quality').title").await;
+    let title = d
+        .js("return document.querySelector('#quality').title")
+        .await;
     assert!(
         title.as_str().unwrap_or("").contains("RTT"),
         "hover shows the figures: {title}"
@@ -160,6 +171,7 @@ async fn scenario() {
     d.wait_visible("#screen-phone").await;
     bob.wait_for("completed", 10).await;
 
+    eprintln!("desktop: call done; history");
     // The call is in the history.
     d.click("#tab-history").await;
     d.until(
@@ -168,6 +180,7 @@ async fn scenario() {
     )
     .await;
 
+    eprintln!("desktop: a call rings out");
     // A second call rings out: missed, counted, highlighted.
     d.click("#tab-phone").await;
     let _bob2 = Peer::start(&srv.base, "bob", &["call", "alice", "--duration", "5"]);
@@ -191,6 +204,7 @@ async fn scenario() {
     .await;
     d.screenshot("history").await;
 
+    eprintln!("desktop: dialing 2001");
     // The agent dials 2001 from the dial pad; phonectl answers it.
     let line = Peer::start(
         &srv.base,
@@ -212,12 +226,8 @@ async fn scenario() {
         json!("2001")
     );
     d.click("#dial-call").await;
-    d.until(
-        "the dialed call to connect",
-        "return document.querySelector('#call-state')?.textContent === 'Connected'",
-    )
-    .await;
-    assert_eq!(d.text("#call-peer").await, "2001");
+    d.until("the dialed call to connect", CONNECTED).await;
+    assert_eq!(d.text("#call-peer").await, "Support Line");
     line.wait_for("\"active\"", 10).await;
     // phonectl hangs up after 4 s.
     d.wait_visible("#screen-phone").await;
@@ -230,6 +240,7 @@ async fn scenario() {
     .await;
     d.screenshot("settings").await;
 
+    eprintln!("desktop: signing out");
     // Sign out: back to the form, and the keyring entry is gone.
     d.click("#signout").await;
     d.wait_visible("#signin").await;

@@ -143,8 +143,14 @@ async fn run(samples: usize) {
         .expect("login");
     let env = [
         ("DISPLAY", display),
-        ("XDG_CONFIG_HOME", home.path().join("config").display().to_string()),
-        ("XDG_DATA_HOME", home.path().join("data").display().to_string()),
+        (
+            "XDG_CONFIG_HOME",
+            home.path().join("config").display().to_string(),
+        ),
+        (
+            "XDG_DATA_HOME",
+            home.path().join("data").display().to_string(),
+        ),
         ("SOFTPHONE_ICE_LOOPBACK", "1".to_string()),
         ("SOFTPHONE_NO_KEYRING", "1".to_string()),
         ("SOFTPHONE_SERVER", srv.base.clone()),
@@ -167,7 +173,7 @@ async fn run(samples: usize) {
     d.click("#answer").await;
     d.until(
         "the call",
-        "return document.querySelector('#call-state')?.textContent === 'Connected'",
+        "const c = document.querySelector('#call'); return !!c && !c.hidden && c.querySelector('#call-state').textContent === 'Connected'",
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;

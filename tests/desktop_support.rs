@@ -62,7 +62,14 @@ pub fn xvfb() -> (Proc, String) {
         }
         let display = format!(":{n}");
         let child = Command::new("Xvfb")
-            .args([display.as_str(), "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
+            .args([
+                display.as_str(),
+                "-screen",
+                "0",
+                "1280x900x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -179,7 +186,10 @@ impl Driver {
             .spawn()
             .expect("tauri-driver (cargo xtask setup installs it)");
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
         for _ in 0..100 {
             if http.get(format!("{base}/status")).send().await.is_ok() {
                 break;
@@ -245,10 +255,7 @@ impl Driver {
         self.wait_visible(css).await;
         let id = self.element(css).await;
         let v = self.post(&format!("element/{id}/click"), json!({})).await;
-        assert!(
-            v.is_null() || v.get("error").is_none(),
-            "click {css}: {v}"
-        );
+        assert!(v.is_null() || v.get("error").is_none(), "click {css}: {v}");
     }
 
     /// Replaces the text of an input with `text`, typed key by key.
@@ -305,6 +312,8 @@ impl Driver {
     /// Saves a PNG of the window's content to docs/screenshots/`name`.png.
     pub async fn screenshot(&self, name: &str) {
         use base64::Engine as _;
+        // WebKit paints asynchronously: let the last DOM change reach the screen.
+        tokio::time::sleep(Duration::from_millis(700)).await;
         let url = format!("{}/session/{}/screenshot", self.base, self.session);
         let v: Value = self
             .http
@@ -332,4 +341,3 @@ impl Driver {
             .await;
     }
 }
-

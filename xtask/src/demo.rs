@@ -76,7 +76,15 @@ pub fn run(headless: bool) -> Result<bool> {
         crate::ui_build()?;
         packages.extend(["-p", "softphone"]);
     }
-    println!("demo: building {}…", packages.iter().filter(|p| **p != "-p").copied().collect::<Vec<_>>().join(", "));
+    println!(
+        "demo: building {}…",
+        packages
+            .iter()
+            .filter(|p| **p != "-p")
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let ok = crate::cargo()
         .args(["build", "-q"])
         .args(&packages)
@@ -258,7 +266,8 @@ struct RunningApp {
 fn login(url: &str, user: &str) -> Result<String> {
     use std::io::Read;
     let addr = url.trim_start_matches("http://");
-    let body = serde_json::json!({"tenant": "demo", "user": user, "password": PASSWORD}).to_string();
+    let body =
+        serde_json::json!({"tenant": "demo", "user": user, "password": PASSWORD}).to_string();
     let mut sock = std::net::TcpStream::connect(addr).context("connecting to the switchboard")?;
     write!(
         sock,
@@ -288,7 +297,14 @@ fn open_app(url: &str, dir: &Path) -> Result<RunningApp> {
             .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
             .context("no free X display number")?;
         let child = Command::new("Xvfb")
-            .args([format!(":{n}").as_str(), "-screen", "0", "1280x900x24", "-nolisten", "tcp"])
+            .args([
+                format!(":{n}").as_str(),
+                "-screen",
+                "0",
+                "1280x900x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

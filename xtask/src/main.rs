@@ -59,25 +59,52 @@ enum Task {
 /// Debian packages needed to build and test, with the reason for each.
 const PACKAGES: &[(&str, &str)] = &[
     ("pkg-config", "locates system libraries for -sys crates"),
-    ("build-essential", "C compiler and linker for bundled C code"),
+    (
+        "build-essential",
+        "C compiler and linker for bundled C code",
+    ),
     ("cmake", "builds the bundled libopus (opus crate)"),
     ("libasound2-dev", "ALSA headers for cpal (sound devices)"),
     ("libdbus-1-dev", "D-Bus headers for the OS keyring client"),
-    ("libssl-dev", "OpenSSL headers for the desktop app's HTTP stack"),
-    ("libwebkit2gtk-4.1-dev", "WebKitGTK: the desktop app's webview (Tauri)"),
-    ("libgtk-3-dev", "GTK 3: the desktop app's window and menus (Tauri)"),
+    (
+        "libssl-dev",
+        "OpenSSL headers for the desktop app's HTTP stack",
+    ),
+    (
+        "libwebkit2gtk-4.1-dev",
+        "WebKitGTK: the desktop app's webview (Tauri)",
+    ),
+    (
+        "libgtk-3-dev",
+        "GTK 3: the desktop app's window and menus (Tauri)",
+    ),
     ("librsvg2-dev", "SVG icons in GTK (Tauri)"),
     ("libayatana-appindicator3-dev", "the tray icon (Tauri)"),
     ("libxdo-dev", "menu accelerators on X11 (Tauri)"),
     ("file", "used by the Linux bundler (.deb/.rpm)"),
-    ("pulseaudio", "a sound server with a null sink: audio tests without a sound card"),
+    (
+        "pulseaudio",
+        "a sound server with a null sink: audio tests without a sound card",
+    ),
     ("pulseaudio-utils", "pactl: loads and unloads test sinks"),
-    ("dbus", "dbus-run-session: a private session bus for keyring tests"),
-    ("gnome-keyring", "a real Secret Service (OS keyring) for tests"),
+    (
+        "dbus",
+        "dbus-run-session: a private session bus for keyring tests",
+    ),
+    (
+        "gnome-keyring",
+        "a real Secret Service (OS keyring) for tests",
+    ),
     ("chromium", "browser interop test (WebRTC in Chromium)"),
     ("chromium-driver", "WebDriver for Chromium"),
-    ("webkit2gtk-driver", "WebKitWebDriver: desktop end-to-end tests through tauri-driver"),
-    ("xvfb", "a virtual X display for the desktop tests and the headless demo"),
+    (
+        "webkit2gtk-driver",
+        "WebKitWebDriver: desktop end-to-end tests through tauri-driver",
+    ),
+    (
+        "xvfb",
+        "a virtual X display for the desktop tests and the headless demo",
+    ),
     ("xauth", "X authority files for xvfb-run"),
 ];
 
@@ -209,12 +236,23 @@ fn setup_tools(need_driver: bool) -> Result<()> {
     if !has("node") || !has("npm") {
         println!("setup: installing nodejs and npm (Debian) to build and test the UI");
         let sudo = !is_root();
-        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        let mut cmd = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
         if sudo {
             cmd.arg("apt-get");
         }
         let ok = cmd
-            .args(["install", "-y", "-q", "--no-install-recommends", "nodejs", "npm"])
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "nodejs",
+                "npm",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .context("running apt-get")?
@@ -224,7 +262,9 @@ fn setup_tools(need_driver: bool) -> Result<()> {
         }
     }
     if need_driver && !has("tauri-driver") {
-        println!("setup: installing tauri-driver (WebDriver for the desktop app) with cargo install");
+        println!(
+            "setup: installing tauri-driver (WebDriver for the desktop app) with cargo install"
+        );
         let ok = cargo()
             .args(["install", "--locked", "--version", "^2", "tauri-driver"])
             .status()
@@ -243,7 +283,10 @@ pub(crate) fn ui_build() -> Result<()> {
     setup_tools(false)?;
     let stamp = std::path::Path::new("ui/node_modules/.package-lock.json");
     let lock_time = std::fs::metadata("ui/package-lock.json").and_then(|m| m.modified());
-    let stale = match (std::fs::metadata(stamp).and_then(|m| m.modified()), lock_time) {
+    let stale = match (
+        std::fs::metadata(stamp).and_then(|m| m.modified()),
+        lock_time,
+    ) {
         (Ok(installed), Ok(lock)) => installed < lock,
         _ => true,
     };
@@ -295,11 +338,16 @@ fn test() -> Result<bool> {
         anyhow::Ok(())
     };
     let status = |cmd: &mut Command, what: &str| -> Result<(u64, u64, bool)> {
-        let ok = cmd.status().with_context(|| format!("running {what}"))?.success();
+        let ok = cmd
+            .status()
+            .with_context(|| format!("running {what}"))?
+            .success();
         Ok((ok as u64, !ok as u64, ok))
     };
 
-    step("fmt", &mut || status(cargo().args(["fmt", "--all", "--", "--check"]), "cargo fmt"))?;
+    step("fmt", &mut || {
+        status(cargo().args(["fmt", "--all", "--", "--check"]), "cargo fmt")
+    })?;
     step("ui-build", &mut || match ui_build() {
         Ok(()) => Ok((1, 0, true)),
         Err(e) => {
@@ -310,14 +358,29 @@ fn test() -> Result<bool> {
     step("ui-tests", &mut || ui_tests())?;
     step("clippy", &mut || {
         status(
-            cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
             "cargo clippy",
         )
     })?;
     // The process tests and the desktop test run these binaries.
     step("build-binaries", &mut || {
         status(
-            cargo().args(["build", "-p", "switchboard", "-p", "phonectl", "-p", "softphone"]),
+            cargo().args([
+                "build",
+                "-p",
+                "switchboard",
+                "-p",
+                "phonectl",
+                "-p",
+                "softphone",
+            ]),
             "cargo build",
         )
     })?;
@@ -461,7 +524,14 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
                 bail!("building phonectl failed");
             }
             let status = cargo()
-                .args(["bench", "-p", "softphone", "--bench", "desktop_memory", "--"])
+                .args([
+                    "bench",
+                    "-p",
+                    "softphone",
+                    "--bench",
+                    "desktop_memory",
+                    "--",
+                ])
                 .args(args)
                 .status()
                 .context("running the desktop bench")?;
@@ -479,7 +549,11 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
 fn bundle() -> Result<()> {
     setup()?;
     ui_build()?;
-    let bundles = if cfg!(target_os = "linux") { "deb,rpm" } else { "" };
+    let bundles = if cfg!(target_os = "linux") {
+        "deb,rpm"
+    } else {
+        ""
+    };
     let mut cmd = Command::new("ui/node_modules/.bin/tauri");
     cmd.arg("build");
     if !bundles.is_empty() {

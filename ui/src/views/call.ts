@@ -96,8 +96,18 @@ export const callView: View = (app) => {
     ),
     update: (s) => {
       const c = currentCall(s);
-      if (!c) return;
-      peer.textContent = c.peer.display_name || c.peer.user || "…";
+      if (!c) {
+        state.textContent = "";
+        timer.textContent = "00:00";
+        return;
+      }
+      // An outgoing call knows only the number dialed; the directory may
+      // know the name.
+      const known = s.directory.find((d) => d.user === c.peer.user);
+      peer.textContent =
+        (c.peer.display_name !== c.peer.user ? c.peer.display_name : known?.display_name) ||
+        c.peer.user ||
+        "…";
       state.textContent = stateWords(c);
       timer.textContent = c.answered_at_ms ? clock(Date.now() - c.answered_at_ms) : "00:00";
       const up = c.state.state === "active" || c.state.state === "held";
