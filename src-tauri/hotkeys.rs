@@ -72,10 +72,10 @@ pub fn apply(app: &AppHandle, keys: &Hotkeys) -> Vec<HotkeyStatus> {
         }
         out.push(status);
     }
-    if let Some(b) = app.try_state::<Bindings>() {
-        if let Ok(mut m) = b.0.lock() {
-            *m = map;
-        }
+    if let Some(b) = app.try_state::<Bindings>()
+        && let Ok(mut m) = b.0.lock()
+    {
+        *m = map;
     }
     app.state::<Shell>().set_hotkeys(out.clone());
     emit(

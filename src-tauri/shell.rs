@@ -796,10 +796,8 @@ impl Shell {
                 fx.stop_ring = true;
                 fx.signed_out = true;
                 let expired = reason.starts_with("token refused");
-                if expired {
-                    if let Some(l) = &live {
-                        fx.delete_token = Some(l.account.clone());
-                    }
+                if expired && let Some(l) = &live {
+                    fx.delete_token = Some(l.account.clone());
                 }
                 fx.notice = Some((
                     NoticeLevel::Error,
@@ -923,10 +921,10 @@ fn on_engine_event(app: &AppHandle, ev: EngineEvent) {
     if let Some(online) = fx.online {
         emit(app, AppEvent::Online { online });
     }
-    if let Some(account) = fx.delete_token {
-        if let Err(e) = shell.tokens.delete(&account) {
-            tracing::warn!(error = %e, "cannot delete the expired token");
-        }
+    if let Some(account) = fx.delete_token
+        && let Err(e) = shell.tokens.delete(&account)
+    {
+        tracing::warn!(error = %e, "cannot delete the expired token");
     }
     if fx.signed_out {
         emit(app, AppEvent::Session { session: None });

@@ -61,23 +61,25 @@ pub fn xvfb() -> (Proc, String) {
             continue;
         }
         let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1280x900x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (install xvfb: cargo xtask setup)");
+        let xvfb = Proc(
+            Command::new("Xvfb")
+                .args([
+                    display.as_str(),
+                    "-screen",
+                    "0",
+                    "1280x900x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb (install xvfb: cargo xtask setup)"),
+        );
         let socket = format!("/tmp/.X11-unix/X{n}");
         for _ in 0..100 {
             if Path::new(&socket).exists() {
-                return (Proc(child), display);
+                return (xvfb, display);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
