@@ -690,10 +690,19 @@ impl Shell {
         let mut inner = lock(&self.inner);
         match ev {
             EngineEvent::Registered { .. } => {
+                if !inner.online {
+                    fx.notice = Some((NoticeLevel::Info, "Connected to the server again.".into()));
+                }
                 inner.online = true;
                 fx.online = Some(true);
             }
             EngineEvent::Reconnecting { .. } => {
+                if inner.online {
+                    fx.notice = Some((
+                        NoticeLevel::Warning,
+                        "Can't reach the server — reconnecting. Calls in progress go on.".into(),
+                    ));
+                }
                 inner.online = false;
                 fx.online = Some(false);
             }
