@@ -180,6 +180,16 @@ impl Shell {
 
     /// What the tray should show now, and the peer of the call it is about.
     pub fn tray_status(&self) -> (TrayStatus, Option<String>) {
+        self.tray_status_and_missed().0
+    }
+
+    /// [`Shell::tray_status`] and the unseen missed calls.
+    pub fn tray_status_and_missed(&self) -> ((TrayStatus, Option<String>), u32) {
+        let missed = lock(&self.inner).missed;
+        (self.status_now(), missed)
+    }
+
+    fn status_now(&self) -> (TrayStatus, Option<String>) {
         let inner = lock(&self.inner);
         if inner.session.is_none() || !inner.online {
             return (TrayStatus::Offline, None);
@@ -942,4 +952,119 @@ fn on_engine_event(app: &AppHandle, ev: EngineEvent) {
         notice(app, level, message);
     }
     crate::tray::refresh(app);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell() -> (Shell, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        (
+            Shell::new(dir.path().to_path_buf(), TokenStore::memory()),
+            dir,
+        )
+    }
+
+    fn bob() -> UserRef {
+        UserRef {
+            user: "bob".into(),
+            display_name: "Bob Stone".into(),
+        }
+    }
+
+    fn state(id: &str, state: CallState) -> EngineEvent {
+        EngineEvent::CallState {
+            call_id: id.into(),
+            state,
+        }
+    }
+
+    #[test]
+    fn an_incoming_call_rings_is_answered_and_ends_without_counting_as_missed() {
+        let (sh, _d) = shell();
+        let fx = sh.apply(&EngineEvent::Incoming {
+            call_id: "c1".into(),
+            from: bob(),
+        });
+        assert_eq!(fx.ring, Some(bob()));
+        assert_eq!(fx.call_list.len(), 1);
+        assert_eq!(sh.tray_status().0, TrayStatus::Offline, "not signed in");
+        let fx = sh.apply(&state("c1", CallState::Connecting));
+        assert!(fx.stop_ring, "answering stops the ringer");
+        let fx = sh.apply(&state("c1", CallState::Active));
+        assert!(fx.call_list[0].answered_at_ms.is_some());
+        let fx = sh.apply(&state(
+            "c1",
+            CallState::Ended {
+                reason: EndReason::Completed,
+            },
+        ));
+        assert!(fx.call_list.is_empty());
+        assert_eq!(fx.missed, None);
+        assert_eq!(sh.snapshot().missed, 0);
+    }
+
+    #[test]
+    fn a_call_that_rings_out_or_is_cancelled_counts_as_missed_but_not_one_answered_elsewhere() {
+        let (sh, _d) = shell();
+        for (id, reason) in [
+            ("c1", EndReason::NoAnswer),
+            ("c2", EndReason::Cancelled),
+            ("c3", EndReason::AnsweredElsewhere),
+        ] {
+            sh.apply(&EngineEvent::Incoming {
+                call_id: id.into(),
+                from: bob(),
+            });
+            let fx = sh.apply(&state(id, CallState::Ended { reason }));
+            assert!(fx.stop_ring);
+        }
+        assert_eq!(sh.snapshot().missed, 2);
+    }
+
+    #[test]
+    fn losing_the_server_is_said_in_plain_words_and_an_expired_token_signs_out() {
+        let (sh, _d) = shell();
+        lock(&sh.inner).online = true;
+        let fx = sh.apply(&EngineEvent::Reconnecting {
+            reason: "socket closed".into(),
+        });
+        assert_eq!(fx.online, Some(false));
+        let (level, msg) = fx.notice.expect("notice");
+        assert_eq!(level, NoticeLevel::Warning);
+        assert!(msg.contains("Can't reach the server"), "{msg}");
+        let fx = sh.apply(&EngineEvent::Registered {
+            user: bob(),
+            tenant: "acme".into(),
+        });
+        assert_eq!(fx.online, Some(true));
+        assert!(fx.notice.is_some());
+
+        sh.apply(&EngineEvent::Incoming {
+            call_id: "c1".into(),
+            from: bob(),
+        });
+        let fx = sh.apply(&EngineEvent::Disconnected {
+            reason: "token refused: expired".into(),
+        });
+        assert!(fx.signed_out && fx.stop_ring);
+        assert!(fx.call_list.is_empty());
+        assert!(fx.notice.expect("notice").1.contains("sign in again"));
+    }
+
+    #[test]
+    fn settings_survive_a_restart_and_keep_the_device_id() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = Shell::new(dir.path().to_path_buf(), TokenStore::memory());
+        let id = first.settings().device_id;
+        assert!(id.starts_with("desktop-"), "{id}");
+        let mut s = first.settings();
+        s.ringtone_volume = 3.0;
+        s.device_id = "forged".into();
+        first.set_settings(s).expect("save");
+        let again = Shell::new(dir.path().to_path_buf(), TokenStore::memory());
+        assert_eq!(again.settings().device_id, id);
+        assert_eq!(again.settings().ringtone_volume, 1.0, "clamped to 0–1");
+    }
 }

@@ -158,13 +158,17 @@ fn set_presence(app: &AppHandle, status: Presence) {
 
 /// Redraws the tray from the shell's state (icon, tooltip, menu).
 pub fn refresh(app: &AppHandle) {
-    let (status, peer) = app.state::<Shell>().tray_status();
+    let ((status, peer), missed) = app.state::<Shell>().tray_status_and_missed();
     if let Some(tray) = app.tray_by_id("main") {
         if let Ok(base) = Image::from_bytes(ICON) {
             let rgba = icon_rgba(base.rgba(), base.width(), status);
             let _ = tray.set_icon(Some(Image::new_owned(rgba, base.width(), base.height())));
         }
-        let _ = tray.set_tooltip(Some(tooltip(status, peer.as_deref())));
+        let mut tip = tooltip(status, peer.as_deref());
+        if missed > 0 {
+            tip.push_str(&format!(" — {missed} missed"));
+        }
+        let _ = tray.set_tooltip(Some(tip));
     }
     if let Some(items) = app.try_state::<TrayItems>() {
         let online = status != TrayStatus::Offline;
