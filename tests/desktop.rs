@@ -31,16 +31,16 @@ const TEST: &str = "the_desktop_app_signs_in_takes_calls_misses_one_dials_and_si
 fn inside_dbus_and_pulseaudio() -> bool {
     if std::env::var_os("SOFTPHONE_TEST_IN_DBUS").is_none() {
         let exe = std::env::current_exe().expect("test path");
-        let status = Command::new("dbus-run-session")
+        let status = softphone_e2e::run_nested(
+            Command::new("dbus-run-session")
             .args(["--", "sh", "-c"])
             .arg(format!(
                 "printf ci-secret | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
                  && exec \"$0\" --exact {TEST} --nocapture"
             ))
             .arg(exe)
-            .env("SOFTPHONE_TEST_IN_DBUS", "1")
-            .status()
-            .expect("dbus-run-session (install dbus and gnome-keyring: cargo xtask setup)");
+            .env("SOFTPHONE_TEST_IN_DBUS", "1"),
+        );
         assert!(
             status.success(),
             "the desktop test failed inside its D-Bus session"

@@ -231,7 +231,8 @@ fn phonectl_keeps_its_token_in_the_os_keyring() {
     if std::env::var_os("SOFTPHONE_TEST_IN_DBUS").is_none() {
         let home = tempfile::tempdir().expect("tmp");
         let exe = std::env::current_exe().expect("test path");
-        let status = Command::new("dbus-run-session")
+        let status = softphone_e2e::run_nested(
+            Command::new("dbus-run-session")
             .args(["--", "sh", "-c"])
             .arg(
                 "printf ci-secret | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
@@ -239,9 +240,8 @@ fn phonectl_keeps_its_token_in_the_os_keyring() {
             )
             .arg(exe)
             .env("SOFTPHONE_TEST_IN_DBUS", "1")
-            .env("XDG_DATA_HOME", home.path())
-            .status()
-            .expect("dbus-run-session (install dbus and gnome-keyring: cargo xtask setup)");
+            .env("XDG_DATA_HOME", home.path()),
+        );
         assert!(
             status.success(),
             "the keyring test failed inside its D-Bus session"

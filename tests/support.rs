@@ -236,6 +236,31 @@ impl Server {
     }
 }
 
+/// Runs a re-execution of a test (inside PulseAudio, D-Bus…) and echoes
+/// its standard output with a `│ ` prefix, so that its `test result:` line
+/// is not counted as a second test by `cargo xtask test`.
+pub fn run_nested(cmd: &mut std::process::Command) -> std::process::ExitStatus {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("re-running the test");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                println!("  │ {line}");
+            }
+            let _ = done_tx.send(());
+        });
+    }
+    let status = child.wait().expect("waiting for the re-run test");
+    // Services the re-run started (a D-Bus activated portal) may keep the
+    // pipe open after it exits: wait for the output briefly, not for them.
+    let _ = done_rx.recv_timeout(Duration::from_secs(3));
+    status
+}
+
 /// Runs the calling test again, inside a private PulseAudio daemon whose
 /// default sink is a null sink (`softphone_test`) and default source its
 /// monitor; returns `true` when the caller is that inner run and should do
@@ -267,13 +292,13 @@ pub fn inside_pulseaudio(test_name: &str) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = std::process::Command::new(std::env::current_exe().expect("test path"))
+    let mut status = std::process::Command::new(std::env::current_exe().expect("test path"));
+    status
         .args(["--exact", test_name, "--nocapture"])
         .env("SOFTPHONE_TEST_IN_PULSE", "1")
         .env("XDG_RUNTIME_DIR", runtime.path())
-        .env("PULSE_SERVER", format!("unix:{}", socket.display()))
-        .status()
-        .expect("re-running the test");
+        .env("PULSE_SERVER", format!("unix:{}", socket.display()));
+    let status = run_nested(&mut status);
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert!(
