@@ -13,8 +13,12 @@ use crate::shell::{Shell, TrayStatus};
 
 const ICON: &[u8] = include_bytes!("../icons/64x64.png");
 
-/// The menu items whose state follows the calls.
+/// The menu items whose state follows the calls, the decoded app icon,
+/// and what the tray shows now (so that an unchanged state, e.g. a stats
+/// event every 2 s, redraws nothing).
 pub struct TrayItems {
+    base: Image<'static>,
+    shown: std::sync::Mutex<Option<(TrayStatus, String)>>,
     available: CheckMenuItem<Wry>,
     away: CheckMenuItem<Wry>,
     dnd: CheckMenuItem<Wry>,
@@ -137,6 +141,8 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         })
         .build(app)?;
     app.manage(TrayItems {
+        base,
+        shown: std::sync::Mutex::new(None),
         available,
         away,
         dnd,
@@ -156,46 +162,50 @@ fn set_presence(app: &AppHandle, status: Presence) {
     refresh(app);
 }
 
-/// Redraws the tray from the shell's state (icon, tooltip, menu).
+/// Redraws the tray from the shell's state (icon, tooltip, menu) when what
+/// it shows has changed.
 pub fn refresh(app: &AppHandle) {
+    let Some(items) = app.try_state::<TrayItems>() else {
+        return;
+    };
     let ((status, peer), missed) = app.state::<Shell>().tray_status_and_missed();
+    let mut tip = tooltip(status, peer.as_deref());
+    if missed > 0 {
+        tip.push_str(&format!(" — {missed} missed"));
+    }
+    {
+        let mut shown = items.shown.lock().unwrap_or_else(|p| p.into_inner());
+        if shown.as_ref() == Some(&(status, tip.clone())) {
+            return;
+        }
+        *shown = Some((status, tip.clone()));
+    }
     if let Some(tray) = app.tray_by_id("main") {
-        if let Ok(base) = Image::from_bytes(ICON) {
-            let rgba = icon_rgba(base.rgba(), base.width(), status);
-            let _ = tray.set_icon(Some(Image::new_owned(rgba, base.width(), base.height())));
-        }
-        let mut tip = tooltip(status, peer.as_deref());
-        if missed > 0 {
-            tip.push_str(&format!(" — {missed} missed"));
-        }
+        let (w, h) = (items.base.width(), items.base.height());
+        let rgba = icon_rgba(items.base.rgba(), w, status);
+        let _ = tray.set_icon(Some(Image::new_owned(rgba, w, h)));
         let _ = tray.set_tooltip(Some(tip));
     }
-    if let Some(items) = app.try_state::<TrayItems>() {
-        let online = status != TrayStatus::Offline;
-        let presence = match status {
-            TrayStatus::Idle(p) => Some(p),
-            _ => None,
-        };
-        let in_call = matches!(status, TrayStatus::InCall | TrayStatus::Muted);
-        let ringing = status == TrayStatus::Ringing;
-        let _ = items.available.set_enabled(online);
-        let _ = items.away.set_enabled(online);
-        let _ = items.dnd.set_enabled(online);
-        if let Some(p) = presence {
-            let _ = items.available.set_checked(p == Presence::Available);
-            let _ = items.away.set_checked(p == Presence::Away);
-            let _ = items.dnd.set_checked(p == Presence::Dnd);
-        }
-        let _ = items.answer.set_enabled(ringing);
-        let _ = items.decline.set_enabled(ringing);
-        let _ = items.hangup.set_enabled(in_call);
-        let _ = items.mute.set_enabled(in_call);
-        let _ = items.mute.set_text(if status == TrayStatus::Muted {
-            "Unmute"
-        } else {
-            "Mute"
-        });
+    let online = status != TrayStatus::Offline;
+    let in_call = matches!(status, TrayStatus::InCall | TrayStatus::Muted);
+    let ringing = status == TrayStatus::Ringing;
+    let _ = items.available.set_enabled(online);
+    let _ = items.away.set_enabled(online);
+    let _ = items.dnd.set_enabled(online);
+    if let TrayStatus::Idle(p) = status {
+        let _ = items.available.set_checked(p == Presence::Available);
+        let _ = items.away.set_checked(p == Presence::Away);
+        let _ = items.dnd.set_checked(p == Presence::Dnd);
     }
+    let _ = items.answer.set_enabled(ringing);
+    let _ = items.decline.set_enabled(ringing);
+    let _ = items.hangup.set_enabled(in_call);
+    let _ = items.mute.set_enabled(in_call);
+    let _ = items.mute.set_text(if status == TrayStatus::Muted {
+        "Unmute"
+    } else {
+        "Mute"
+    });
 }
 
 #[cfg(test)]

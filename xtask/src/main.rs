@@ -484,66 +484,35 @@ fn count(s: &str, label: &str) -> u64 {
 }
 
 fn bench(which: &str, args: &[String]) -> Result<()> {
-    match which {
-        "signaling" => {
-            let status = cargo()
-                .args(["bench", "-p", "switchboard", "--bench", "signaling", "--"])
-                .args(args)
-                .status()
-                .context("running the signaling bench")?;
-            if !status.success() {
-                bail!("signaling bench failed");
-            }
-            Ok(())
-        }
-        "call" => {
-            let ok = cargo()
-                .args(["build", "--release", "-p", "phonectl"])
-                .status()
-                .context("building phonectl")?
-                .success();
-            if !ok {
-                bail!("building phonectl failed");
-            }
-            let status = cargo()
-                .args(["bench", "-p", "softphone-e2e", "--bench", "call", "--"])
-                .args(args)
-                .status()
-                .context("running the call bench")?;
-            if !status.success() {
-                bail!("call bench failed");
-            }
-            Ok(())
-        }
-        "desktop" => {
-            ui_build()?;
-            let ok = cargo()
-                .args(["build", "--release", "-p", "phonectl"])
-                .status()
-                .context("building phonectl")?
-                .success();
-            if !ok {
-                bail!("building phonectl failed");
-            }
-            let status = cargo()
-                .args([
-                    "bench",
-                    "-p",
-                    "softphone",
-                    "--bench",
-                    "desktop_memory",
-                    "--",
-                ])
-                .args(args)
-                .status()
-                .context("running the desktop bench")?;
-            if !status.success() {
-                bail!("desktop bench failed");
-            }
-            Ok(())
-        }
+    let (package, target) = match which {
+        "signaling" => ("switchboard", "signaling"),
+        "call" => ("softphone-e2e", "call"),
+        "desktop" => ("softphone", "desktop_memory"),
         other => bail!("unknown bench `{other}` (known: signaling, call, desktop)"),
+    };
+    if which == "desktop" {
+        ui_build()?;
     }
+    if which != "signaling" {
+        // The call and desktop benches run a release phonectl as the peer.
+        let ok = cargo()
+            .args(["build", "--release", "-p", "phonectl"])
+            .status()
+            .context("building phonectl")?
+            .success();
+        if !ok {
+            bail!("building phonectl failed");
+        }
+    }
+    let status = cargo()
+        .args(["bench", "-p", package, "--bench", target, "--"])
+        .args(args)
+        .status()
+        .with_context(|| format!("running the {which} bench"))?;
+    if !status.success() {
+        bail!("{which} bench failed");
+    }
+    Ok(())
 }
 
 /// `tauri build` for this OS's installer formats (Linux: .deb and .rpm;
