@@ -41,9 +41,14 @@ fn the_null_sink_monitor_records_what_cpal_plays() {
     let player = play_into_null_sink(523.0, 3.5);
     let mut heard = Vec::new();
     let mut f = vec![0.0f32; FRAME];
+    // Read on a 20 ms clock, as the engine's media loop does (a tick missed
+    // under load is caught up, not skipped): a reader that only sleeps 20 ms
+    // between frames falls behind real time, and the source then drops the
+    // backlog, which splices the tone and moves its measured pitch.
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(3200) {
-        std::thread::sleep(Duration::from_millis(20));
+    for n in 1..=160u64 {
+        let due = start + Duration::from_millis(20 * n);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
         source.read_frame(&mut f);
         heard.extend_from_slice(&f);
     }
