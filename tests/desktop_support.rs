@@ -159,6 +159,7 @@ impl Peer {
 /// A W3C WebDriver session on the app, through tauri-driver.
 pub struct Driver {
     _proc: Proc,
+    display: String,
     base: String,
     session: String,
     http: reqwest::Client,
@@ -216,6 +217,11 @@ impl Driver {
             .to_string();
         Self {
             _proc: Proc(child),
+            display: env
+                .iter()
+                .find(|(k, _)| *k == "DISPLAY")
+                .map(|(_, v)| v.clone())
+                .expect("the driver's environment names the X DISPLAY"),
             base,
             session,
             http,
@@ -312,23 +318,31 @@ impl Driver {
     }
 
     /// Saves a PNG of the window's content to docs/screenshots/`name`.png.
+    /// The pixels come from the X server, not from WebDriver: WebKitWebDriver
+    /// cannot take a screenshot when compositing is off, as the app has it.
     pub async fn screenshot(&self, name: &str) {
-        use base64::Engine as _;
         // WebKit paints asynchronously: let the last DOM change reach the screen.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let url = format!("{}/session/{}/screenshot", self.base, self.session);
+        let url = format!("{}/session/{}/window/rect", self.base, self.session);
         let v: Value = self
             .http
             .get(url)
             .send()
             .await
-            .expect("screenshot")
+            .expect("window rect")
             .json()
             .await
             .expect("json");
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v["value"].as_str().expect("base64 png"))
-            .expect("decode");
+        let rect = |k: &str| {
+            v["value"][k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("window rect without {k}: {v}"))
+        };
+        let png = capture_x(
+            &self.display,
+            (rect("x"), rect("y")),
+            (rect("width"), rect("height")),
+        );
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
         std::fs::create_dir_all(&dir).expect("mkdir");
@@ -342,4 +356,43 @@ impl Driver {
             .send()
             .await;
     }
+}
+
+/// A PNG (8-bit RGB) of the root window's area at `(x, y)` of `(width,
+/// height)` pixels on X display `display`, clipped to the screen. Expects the
+/// 24-bit TrueColor screen Xvfb is started with here (32 bits per pixel, BGRX).
+fn capture_x(display: &str, (x, y): (f64, f64), (w, h): (f64, f64)) -> Vec<u8> {
+    use x11rb::connection::Connection as _;
+    use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+    let (conn, screen) = x11rb::connect(Some(display)).expect("X display");
+    let root = &conn.setup().roots[screen];
+    let x = x.max(0.0) as i16;
+    let y = y.max(0.0) as i16;
+    let w = (w as u16).min(root.width_in_pixels.saturating_sub(x as u16));
+    let h = (h as u16).min(root.height_in_pixels.saturating_sub(y as u16));
+    let img = conn
+        .get_image(ImageFormat::Z_PIXMAP, root.root, x, y, w, h, !0)
+        .expect("GetImage")
+        .reply()
+        .expect("GetImage reply");
+    assert_eq!(img.depth, 24, "expected a 24-bit screen");
+    assert_eq!(
+        img.data.len(),
+        w as usize * h as usize * 4,
+        "expected 32 bpp"
+    );
+    let rgb: Vec<u8> = img
+        .data
+        .chunks_exact(4)
+        .flat_map(|bgrx| [bgrx[2], bgrx[1], bgrx[0]])
+        .collect();
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, u32::from(w), u32::from(h));
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .expect("PNG header")
+        .write_image_data(&rgb)
+        .expect("PNG data");
+    out
 }
