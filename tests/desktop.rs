@@ -9,7 +9,6 @@
 //! It also takes the screenshots in `docs/screenshots/`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -29,22 +28,7 @@ const TEST: &str = "the_desktop_app_signs_in_takes_calls_misses_one_dials_and_si
 /// Outer runs: a private D-Bus session with an unlocked gnome-keyring, then
 /// a private PulseAudio with a null sink; the innermost run does the work.
 fn inside_dbus_and_pulseaudio() -> bool {
-    if std::env::var_os("SOFTPHONE_TEST_IN_DBUS").is_none() {
-        let exe = std::env::current_exe().expect("test path");
-        let status = softphone_e2e::run_nested(
-            Command::new("dbus-run-session")
-            .args(["--", "sh", "-c"])
-            .arg(format!(
-                "printf ci-secret | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
-                 && exec \"$0\" --exact {TEST} --nocapture"
-            ))
-            .arg(exe)
-            .env("SOFTPHONE_TEST_IN_DBUS", "1"),
-        );
-        assert!(
-            status.success(),
-            "the desktop test failed inside its D-Bus session"
-        );
+    if !softphone_e2e::inside_dbus_keyring(TEST, &[]) {
         return false;
     }
     softphone_e2e::inside_pulseaudio(TEST)

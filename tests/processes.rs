@@ -228,24 +228,11 @@ fn two_phonectl_processes_call_through_a_switchboard_process() {
 /// commands use it without a password, and `logout` deletes it.
 #[test]
 fn phonectl_keeps_its_token_in_the_os_keyring() {
-    if std::env::var_os("SOFTPHONE_TEST_IN_DBUS").is_none() {
-        let home = tempfile::tempdir().expect("tmp");
-        let exe = std::env::current_exe().expect("test path");
-        let status = softphone_e2e::run_nested(
-            Command::new("dbus-run-session")
-            .args(["--", "sh", "-c"])
-            .arg(
-                "printf ci-secret | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
-                 && exec \"$0\" --exact phonectl_keeps_its_token_in_the_os_keyring --nocapture",
-            )
-            .arg(exe)
-            .env("SOFTPHONE_TEST_IN_DBUS", "1")
-            .env("XDG_DATA_HOME", home.path()),
-        );
-        assert!(
-            status.success(),
-            "the keyring test failed inside its D-Bus session"
-        );
+    let home = tempfile::tempdir().expect("tmp");
+    if !softphone_e2e::inside_dbus_keyring(
+        "phonectl_keeps_its_token_in_the_os_keyring",
+        &[("XDG_DATA_HOME", home.path())],
+    ) {
         return;
     }
     use softphone_engine::credentials::{TokenStore, account_key};

@@ -261,6 +261,34 @@ pub fn run_nested(cmd: &mut std::process::Command) -> std::process::ExitStatus {
     status
 }
 
+/// Runs the calling test again, inside a private D-Bus session
+/// (`dbus-run-session`) with a gnome-keyring daemon unlocked for the Secret
+/// Service, plus the variables in `env`; returns `true` when the caller is
+/// that inner run and should do the work, `false` when it was the outer run
+/// (which has asserted that the inner run passed). `cargo xtask setup`
+/// installs dbus and gnome-keyring.
+pub fn inside_dbus_keyring(test_name: &str, env: &[(&str, &std::path::Path)]) -> bool {
+    if std::env::var_os("SOFTPHONE_TEST_IN_DBUS").is_some() {
+        return true;
+    }
+    let mut cmd = std::process::Command::new("dbus-run-session");
+    cmd.args(["--", "sh", "-c"])
+        .arg(
+            "printf ci-secret | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
+             && exec \"$0\" --exact \"$1\" --nocapture",
+        )
+        .arg(std::env::current_exe().expect("test path"))
+        .arg(test_name)
+        .env("SOFTPHONE_TEST_IN_DBUS", "1")
+        .envs(env.iter().copied());
+    let status = run_nested(&mut cmd);
+    assert!(
+        status.success(),
+        "{test_name} failed inside its D-Bus session"
+    );
+    false
+}
+
 /// Runs the calling test again, inside a private PulseAudio daemon whose
 /// default sink is a null sink (`softphone_test`) and default source its
 /// monitor; returns `true` when the caller is that inner run and should do
