@@ -158,15 +158,8 @@ async fn run(samples: usize) {
         ("SOFTPHONE_USER", "alice".to_string()),
         ("SOFTPHONE_TOKEN", login.token),
     ];
-    // WebKit's own knobs (e.g. WEBKIT_DISABLE_COMPOSITING_MODE=1) pass
-    // through, to compare their effect on memory.
-    let mut env = env.to_vec();
-    for (k, v) in std::env::vars() {
-        if k.starts_with("WEBKIT_") {
-            println!("passing {k}={v} to the app");
-            env.push((Box::leak(k.into_boxed_str()), v));
-        }
-    }
+    // The app inherits the rest of the bench's environment, so WebKit's
+    // knobs (SOFTPHONE_WEBKIT_COMPOSITING=1, WEBKIT_*) can be compared.
     let d = Driver::start(&app, &env).await;
     d.wait_visible("#screen-phone").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
