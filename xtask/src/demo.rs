@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use softphone_audio::{FRAME, Source, WavSource, analysis};
+use softphone_protocol::{LoginRequest, LoginResponse};
 
 const PASSWORD: &str = "demo-password";
 
@@ -262,26 +263,20 @@ struct RunningApp {
     note: String,
 }
 
-/// Logs alice in over HTTP (`POST /v1/login`) and returns her token.
+/// Logs `user` in over HTTP (`POST /v1/login`) and returns their token.
 fn login(url: &str, user: &str) -> Result<String> {
-    use std::io::Read;
-    let addr = url.trim_start_matches("http://");
-    let body =
-        serde_json::json!({"tenant": "demo", "user": user, "password": PASSWORD}).to_string();
-    let mut sock = std::net::TcpStream::connect(addr).context("connecting to the switchboard")?;
-    write!(
-        sock,
-        "POST /v1/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut resp = String::new();
-    sock.read_to_string(&mut resp)?;
-    let json = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(json).context("login answer")?;
-    v["token"]
-        .as_str()
-        .map(str::to_string)
-        .with_context(|| format!("login refused: {json}"))
+    let request = LoginRequest {
+        tenant: "demo".into(),
+        user: user.into(),
+        password: PASSWORD.into(),
+    };
+    let answer: LoginResponse = ureq::post(format!("{url}/v1/login"))
+        .send_json(&request)
+        .with_context(|| format!("logging {user} in at {url}"))?
+        .body_mut()
+        .read_json()
+        .context("reading the login answer")?;
+    Ok(answer.token)
 }
 
 /// Starts the desktop app signed in as alice (a provisioned session: the

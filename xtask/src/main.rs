@@ -548,7 +548,56 @@ fn bundle() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::count;
+    use super::{cargo, count, workspace_root};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The xtask is what installs the system packages, so it must build
+    /// without any of them: no crate in its tree may need pkg-config, a
+    /// system library or cmake. This checks the xtask in a target directory
+    /// of its own (no feature unification with the rest of the workspace)
+    /// with `pkg-config` and `cmake` replaced by programs that fail and an
+    /// empty `PKG_CONFIG_LIBDIR`, as on a fresh machine.
+    #[test]
+    fn xtask_needs_no_system_library() {
+        let root = workspace_root().unwrap();
+        let shims_dir = tempfile::tempdir().unwrap();
+        let shims = shims_dir.path().to_path_buf();
+        for tool in ["pkg-config", "cmake"] {
+            let path = shims.join(tool);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho \"{tool} is not installed on a fresh machine\" >&2\nexit 1\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let empty = shims.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let path = std::env::join_paths(
+            std::iter::once(shims.clone())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        )
+        .unwrap();
+        let out = cargo()
+            .current_dir(&root)
+            .args(["check", "--locked", "-p", "xtask", "--target-dir"])
+            .arg(root.join("target/xtask-alone"))
+            .env("PATH", path)
+            .env("PKG_CONFIG", shims.join("pkg-config"))
+            .env("PKG_CONFIG_LIBDIR", &empty)
+            .env_remove("PKG_CONFIG_PATH")
+            .env_remove("PKG_CONFIG_SYSROOT_DIR")
+            .env("CMAKE", shims.join("cmake"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the xtask needs a system library or tool to build; keep such crates out of its \
+             dependency tree (see xtask/Cargo.toml):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
 
     #[test]
     fn counts_cargo_test_result_lines() {

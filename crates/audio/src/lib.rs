@@ -25,6 +25,7 @@ use std::f32::consts::TAU;
 use std::path::{Path, PathBuf};
 
 pub mod analysis;
+#[cfg(feature = "cpal")]
 pub mod device;
 
 /// Sample rate of every frame, in Hz.
