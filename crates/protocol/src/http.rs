@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CallQuality, EndReason, ErrorCode, IceServer, Presence, UserRef};
+use crate::{CallDirection, CallQuality, EndReason, ErrorCode, IceServer, Presence, UserRef};
 
 /// `POST /v1/login` request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,8 +66,8 @@ pub struct DirectoryResponse {
 pub struct CallRecord {
     /// The call's id.
     pub call_id: String,
-    /// `"outgoing"` or `"incoming"`, from the asking user's side.
-    pub direction: String,
+    /// From the asking user's side: `"outgoing"` or `"incoming"`.
+    pub direction: CallDirection,
     /// Caller.
     pub caller: UserRef,
     /// Callee.
@@ -89,7 +89,8 @@ pub struct CallRecord {
     /// User name of the party that ended it, when a party did.
     pub ended_by: Option<String>,
     /// `true` for an incoming call that was never answered by me (no_answer,
-    /// or cancelled/unavailable/failed before an answer).
+    /// or cancelled/unavailable/failed before an answer):
+    /// [`EndReason::is_missed`].
     pub missed: bool,
     /// Quality as the caller reported it.
     pub caller_quality: Option<CallQuality>,

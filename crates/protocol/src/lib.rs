@@ -195,6 +195,36 @@ impl EndReason {
     }
 }
 
+impl EndReason {
+    /// Whether a call that ended this way is a *missed call* for its callee:
+    /// incoming, never answered by them, and ended because nobody picked up
+    /// (`no_answer`), the caller gave up (`cancelled`), no device could ring
+    /// (`unavailable`) or the call was lost (`failed`). A call declined,
+    /// refused as busy or answered on another device is not missed.
+    ///
+    /// The one rule for the server's CDR (`CallRecord::missed`) and the
+    /// desktop app's missed-call badge.
+    pub fn is_missed(self, direction: CallDirection, answered: bool) -> bool {
+        direction == CallDirection::Incoming
+            && !answered
+            && matches!(
+                self,
+                Self::NoAnswer | Self::Cancelled | Self::Unavailable | Self::Failed
+            )
+    }
+}
+
+/// Which way a call goes, from one party's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum CallDirection {
+    /// I placed the call.
+    Outgoing,
+    /// The call came to me.
+    Incoming,
+}
+
 /// Why a callee declines in `call.reject`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -753,6 +783,29 @@ mod tests {
         assert!(!valid_call_id(""));
         assert!(!valid_call_id("a b"));
         assert!(!valid_call_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn a_missed_call_is_incoming_unanswered_and_ended_by_nobody_picking_up() {
+        use CallDirection::{Incoming, Outgoing};
+        for r in [
+            EndReason::NoAnswer,
+            EndReason::Cancelled,
+            EndReason::Unavailable,
+            EndReason::Failed,
+        ] {
+            assert!(r.is_missed(Incoming, false), "{r:?}");
+            assert!(!r.is_missed(Incoming, true), "{r:?} after an answer");
+            assert!(!r.is_missed(Outgoing, false), "{r:?} outgoing");
+        }
+        for r in [
+            EndReason::Completed,
+            EndReason::Rejected,
+            EndReason::Busy,
+            EndReason::AnsweredElsewhere,
+        ] {
+            assert!(!r.is_missed(Incoming, false), "{r:?}");
+        }
     }
 
     #[test]

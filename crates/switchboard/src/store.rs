@@ -15,7 +15,7 @@ use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use softphone_protocol::{
-    CallQuality, CallRecord, EndReason, UNKNOWN_USER, UserRef, valid_call_id,
+    CallDirection, CallQuality, CallRecord, EndReason, UNKNOWN_USER, UserRef, valid_call_id,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -772,14 +772,18 @@ fn call_record(r: &sqlx::sqlite::SqliteRow, me: UserId) -> CallRecord {
         })
     };
     let opt_u64 = |i: usize| r.get::<Option<i64>, _>(i).map(|v| v as u64);
-    let outgoing = r.get::<i64, _>(1) == me;
+    let direction = if r.get::<i64, _>(1) == me {
+        CallDirection::Outgoing
+    } else {
+        CallDirection::Incoming
+    };
     let answered_at_ms = opt_u64(9);
     let end_reason = r
         .get::<Option<String>, _>(12)
         .and_then(|s| EndReason::parse(&s));
     CallRecord {
         call_id: r.get(0),
-        direction: if outgoing { "outgoing" } else { "incoming" }.into(),
+        direction,
         caller: user(r.get(2), r.get(3)),
         callee: user(r.get(4), r.get(5)),
         answered_device: r.get(6),
@@ -790,17 +794,8 @@ fn call_record(r: &sqlx::sqlite::SqliteRow, me: UserId) -> CallRecord {
         duration_ms: opt_u64(11),
         end_reason,
         ended_by: r.get(13),
-        missed: !outgoing
-            && answered_at_ms.is_none()
-            && end_reason.is_some_and(|e| {
-                matches!(
-                    e,
-                    EndReason::NoAnswer
-                        | EndReason::Cancelled
-                        | EndReason::Unavailable
-                        | EndReason::Failed
-                )
-            }),
+        missed: end_reason
+            .is_some_and(|e| e.is_missed(direction, answered_at_ms.is_some())),
         caller_quality: quality(14, 26),
         callee_quality: quality(20, 27),
     }
