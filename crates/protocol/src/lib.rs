@@ -162,6 +162,9 @@ pub enum EndReason {
     Failed,
     /// Another device of the callee answered (as seen by the other devices).
     AnsweredElsewhere,
+    /// The parties' media could not be negotiated: an offer or answer
+    /// without usable audio, or no common codec.
+    Incompatible,
 }
 
 impl EndReason {
@@ -176,6 +179,7 @@ impl EndReason {
             Self::Unavailable => "unavailable",
             Self::Failed => "failed",
             Self::AnsweredElsewhere => "answered_elsewhere",
+            Self::Incompatible => "incompatible",
         }
     }
 
@@ -190,6 +194,7 @@ impl EndReason {
             "unavailable" => Self::Unavailable,
             "failed" => Self::Failed,
             "answered_elsewhere" => Self::AnsweredElsewhere,
+            "incompatible" => Self::Incompatible,
             _ => return None,
         })
     }
@@ -234,6 +239,31 @@ pub enum RejectReason {
     Rejected,
     /// The device cannot take the call (already in one, do-not-disturb).
     Busy,
+    /// The offer cannot be answered: no usable audio section or no common
+    /// codec (Opus/48000 is required).
+    Incompatible,
+}
+
+/// Why a party ends an answered call in `call.hangup`, when it is not an
+/// ordinary hang-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupReason {
+    /// The SDP answer or re-offer cannot carry the call (audio refused, no
+    /// common codec): the call ends as `incompatible`.
+    Incompatible,
+    /// The media path failed (ICE or DTLS): the call ends as `failed`.
+    Failed,
+}
+
+impl HangupReason {
+    /// The end reason the call gets.
+    pub fn end_reason(self) -> EndReason {
+        match self {
+            Self::Incompatible => EndReason::Incompatible,
+            Self::Failed => EndReason::Failed,
+        }
+    }
 }
 
 /// Call quality summary a client posts in `call.stats` (and the CDR keeps):
@@ -340,7 +370,7 @@ pub enum ClientMessage {
     Reject {
         /// The call.
         call_id: CallId,
-        /// `rejected` (default) or `busy`.
+        /// `rejected` (default), `busy` or `incompatible`.
         #[serde(default)]
         reason: RejectReason,
     },
@@ -355,6 +385,10 @@ pub enum ClientMessage {
     Hangup {
         /// The call.
         call_id: CallId,
+        /// Why, when it is not an ordinary hang-up: the media could not be
+        /// negotiated or failed. Absent: `completed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<HangupReason>,
     },
     /// `ice.candidate`: a trickled ICE candidate for the other party;
     /// `candidate: null` says gathering is complete.

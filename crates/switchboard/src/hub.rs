@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use softphone_protocol::{
     CallPhase, CallQuality, CallSummary, EndReason, ErrorCode, IceCandidate, IceServer,
-    MAX_SDP_BYTES, PROTOCOL_VERSION, Presence, RejectReason, SdpKind, ServerMessage, UserRef,
+    MAX_SDP_BYTES, PROTOCOL_VERSION, Presence, RejectReason, HangupReason, SdpKind, ServerMessage, UserRef,
     close_code, valid_call_id,
 };
 use tokio::sync::{Notify, mpsc};
@@ -692,6 +692,7 @@ impl Hub {
         let reason = match reason {
             RejectReason::Rejected => EndReason::Rejected,
             RejectReason::Busy => EndReason::Busy,
+            RejectReason::Incompatible => EndReason::Incompatible,
         };
         self.end_call(call_id, reason, Some(me));
         Ok(Vec::new())
@@ -719,13 +720,18 @@ impl Hub {
 
     /// `call.hangup` from a party device. While ringing it cancels (caller)
     /// or rejects (callee).
-    pub fn hangup(&mut self, conn: ConnId, call_id: &str) -> HubResult {
+    pub fn hangup(
+        &mut self,
+        conn: ConnId,
+        call_id: &str,
+        why: Option<HangupReason>,
+    ) -> HubResult {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         let is_caller = call.caller == me && call.caller_device == dev;
         let reason = match call.phase {
             Phase::Active if is_caller || call.answered.as_deref() == Some(dev.as_str()) => {
-                EndReason::Completed
+                why.map_or(EndReason::Completed, HangupReason::end_reason)
             }
             Phase::Ringing if is_caller => EndReason::Cancelled,
             Phase::Ringing if call.callee == me && call.ringing.contains(&dev) => {
@@ -879,6 +885,10 @@ impl Hub {
         };
         let to_caller = match reason {
             EndReason::Rejected | EndReason::Busy => ServerMessage::Rejected {
+                call_id: call_id.to_string(),
+                reason,
+            },
+            EndReason::Incompatible if call.phase == Phase::Ringing => ServerMessage::Rejected {
                 call_id: call_id.to_string(),
                 reason,
             },

@@ -412,7 +412,7 @@ async fn dispatch(
         ClientMessage::Accept { call_id, sdp } => hub().accept(conn, &call_id, sdp),
         ClientMessage::Reject { call_id, reason } => hub().reject(conn, &call_id, reason),
         ClientMessage::Cancel { call_id } => hub().cancel(conn, &call_id),
-        ClientMessage::Hangup { call_id } => hub().hangup(conn, &call_id),
+        ClientMessage::Hangup { call_id, reason } => hub().hangup(conn, &call_id, reason),
         ClientMessage::Candidate { call_id, candidate } => {
             hub().candidate(conn, &call_id, candidate)
         }
