@@ -22,6 +22,10 @@ pub struct Config {
     pub reconnect_grace: Duration,
     /// Keepalive period told to clients; silence for 3× closes. Default 20 s.
     pub heartbeat: Duration,
+    /// Time a new socket has to send a good `hello` before it is closed with
+    /// 4003. Default 10 s; not an operator setting (docs/protocol.md §3.3),
+    /// tests shorten it.
+    pub hello_timeout: Duration,
     /// STUN URLs handed to clients, e.g. `stun:stun.example.org:3478`.
     pub stun_urls: Vec<String>,
     /// TURN URLs, e.g. `turn:turn.example.org:3478?transport=udp`.
@@ -52,6 +56,7 @@ impl Config {
             ring_timeout: Duration::from_secs(45),
             reconnect_grace: Duration::from_secs(30),
             heartbeat: Duration::from_secs(20),
+            hello_timeout: Duration::from_secs(10),
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,
@@ -110,6 +115,7 @@ impl Config {
             ("token_ttl", self.token_ttl),
             ("ring_timeout", self.ring_timeout),
             ("heartbeat", self.heartbeat),
+            ("hello_timeout", self.hello_timeout),
             ("turn_ttl", self.turn_ttl),
         ];
         for (name, d) in positive {

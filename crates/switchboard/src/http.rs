@@ -303,11 +303,7 @@ async fn refresh(
 }
 
 async fn me(State(s): State<Arc<Shared>>, auth: Auth) -> Json<MeResponse> {
-    let presence = s
-        .hub
-        .lock()
-        .expect("hub lock")
-        .presence_of(auth.user.user_id);
+    let presence = s.routing().hub.presence_of(auth.user.user_id);
     Json(MeResponse {
         user: auth.user.user,
         tenant: auth.user.tenant,
@@ -332,11 +328,11 @@ async fn directory(
         .store
         .directory(auth.user.tenant_id, q.q.as_deref().unwrap_or(""), limit)
         .await?;
-    let hub = s.hub.lock().expect("hub lock");
+    let routing = s.routing();
     let users = rows
         .into_iter()
         .map(|c| DirectoryEntry {
-            presence: hub.presence_of(c.user_id),
+            presence: routing.hub.presence_of(c.user_id),
             user: c.user.user,
             display_name: c.user.display_name,
         })

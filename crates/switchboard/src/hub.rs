@@ -1,28 +1,42 @@
 //! The routing core: who is connected on which device, which calls exist and
 //! in what phase, and who must hear about each change.
 //!
-//! The hub is synchronous and holds no IO: socket tasks call its methods under
-//! one mutex with the current time; it queues frames to connection channels
-//! (never blocking: a full queue kills the slow connection), queues CDR
-//! writes in the order the state changed, and returns the timers the caller
-//! must arm (ring timeout, reconnect grace).
+//! The hub is a pure state machine. It holds no socket, channel, clock or
+//! database: every method that needs the time takes it as `now_ms` (ms since
+//! the Unix epoch), and every method that changes something returns
+//! [`Effects`], what the caller must do next:
 //!
-//! Frames that follow a CDR write carry that write's sequence number, and a
-//! connection's writer holds them until the write is committed: a client
-//! never hears of a state change that a crash could still lose.
+//! - `frames`: [`ConnCmd`]s to queue, in order, to connections by [`ConnId`];
+//! - `cdr`: call detail record writes to persist, in order, each with the
+//!   sequence number the hub gave it;
+//! - `timers`: [`Timer`]s to arm (ring timeout, reconnect grace), whose
+//!   expiry the caller reports back ([`Hub::ring_timeout`],
+//!   [`Hub::grace_expired`]).
+//!
+//! The socket layer (`ws.rs`) calls one method at a time under one lock and
+//! applies its effects under the same lock: CDR writes first, then frames.
+//!
+//! **Durable before told.** A frame that reports a CDR change carries that
+//! write's sequence number in [`Outbound::after_seq`], and a connection's
+//! writer holds it (and everything queued behind it) until the write is
+//! committed: a client never hears of a state change that a crash could
+//! still lose (docs/protocol.md §8.2).
+//!
+//! Nothing a client sends can make the hub panic: a frame about something
+//! that does not exist, or is not the sender's, is refused with a
+//! [`HubError`] and changes nothing. The unit tests (`hub/tests.rs`) drive
+//! every routing rule of docs/protocol.md §6 and §8.1 through these methods
+//! alone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 
 use softphone_protocol::{
-    CallPhase, CallQuality, CallSummary, EndReason, ErrorCode, IceCandidate, IceServer,
-    MAX_SDP_BYTES, PROTOCOL_VERSION, Presence, RejectReason, HangupReason, SdpKind, ServerMessage, UserRef,
-    close_code, valid_call_id,
+    CallPhase, CallQuality, CallSummary, EndReason, ErrorCode, HangupReason, IceCandidate,
+    IceServer, MAX_SDP_BYTES, PROTOCOL_VERSION, Presence, RejectReason, SdpKind, ServerMessage,
+    UserRef, close_code, valid_call_id,
 };
-use tokio::sync::{Notify, mpsc};
 
-use crate::metrics::Metrics;
-use crate::store::{AuthedUser, Callee, CdrQueue, CdrWrite, TenantId, UserId};
+use crate::store::{AuthedUser, Callee, CdrWrite, TenantId, UserId};
 
 /// Identifies one authenticated socket.
 pub type ConnId = u64;
@@ -36,7 +50,7 @@ const PENDING_LIMIT: usize = 128;
 
 /// A frame queued to a connection, released once CDR write `after_seq` is
 /// committed (0: at once).
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
     /// The JSON text.
     pub text: String,
@@ -44,22 +58,25 @@ pub struct Outbound {
     pub after_seq: u64,
 }
 
-/// What a connection's writer task receives.
-#[derive(Debug)]
+/// What a connection's writer receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnCmd {
     /// Send a frame.
     Frame(Outbound),
-    /// Close the socket with this code and reason.
+    /// Close the socket with this close code and reason.
     Close(u16, &'static str),
 }
 
-/// The hub's way to reach a connection's writer.
-#[derive(Debug, Clone)]
-pub struct ConnHandle {
-    /// Bounded queue to the writer task.
-    pub tx: mpsc::Sender<ConnCmd>,
-    /// Notified when the queue overflowed: the writer closes with 4008.
-    pub kill: Arc<Notify>,
+/// What the caller of a hub method must do, in order.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Effects {
+    /// Commands to queue to connections, in order.
+    pub frames: Vec<(ConnId, ConnCmd)>,
+    /// CDR writes to persist, in order, with their sequence numbers
+    /// (strictly increasing over the hub's life, starting at 1).
+    pub cdr: Vec<(u64, CdrWrite)>,
+    /// Timers to arm.
+    pub timers: Vec<Timer>,
 }
 
 /// A refused request: the code and message of the `error` frame.
@@ -100,20 +117,20 @@ pub enum Timer {
     },
 }
 
-/// Result of a hub operation: timers to arm, or a refusal.
-pub type HubResult = Result<Vec<Timer>, HubError>;
+/// Result of a hub operation on a client's request: what to do, or the
+/// refusal to answer with an `error` frame (a refusal changes nothing).
+pub type HubResult = Result<Effects, HubError>;
 
 struct Conn {
     user: UserId,
     device: String,
-    handle: ConnHandle,
 }
 
 #[derive(Default)]
 struct Device {
     conn: Option<ConnId>,
     calls: HashSet<String>,
-    pending: Vec<ConnCmd>,
+    pending: Vec<Outbound>,
     generation: u64,
 }
 
@@ -162,6 +179,7 @@ pub struct WelcomeParts {
 }
 
 /// The routing state. See the module docs.
+#[derive(Default)]
 pub struct Hub {
     conns: HashMap<ConnId, Conn>,
     users: HashMap<UserId, OnlineUser>,
@@ -171,30 +189,17 @@ pub struct Hub {
     ringing_pairs: HashMap<(UserId, UserId), String>,
     ended: HashMap<String, Ended>,
     ended_order: VecDeque<(u64, String)>,
-    cdr: CdrQueue,
-    metrics: Arc<Metrics>,
+    cdr_seq: u64,
     next_conn: ConnId,
 }
 
 impl Hub {
-    /// An empty hub writing CDRs to `cdr`.
-    pub fn new(cdr: CdrQueue, metrics: Arc<Metrics>) -> Self {
-        Self {
-            conns: HashMap::new(),
-            users: HashMap::new(),
-            by_name: HashMap::new(),
-            tenants: HashMap::new(),
-            calls: HashMap::new(),
-            ringing_pairs: HashMap::new(),
-            ended: HashMap::new(),
-            ended_order: VecDeque::new(),
-            cdr,
-            metrics,
-            next_conn: 1,
-        }
+    /// An empty hub; its first CDR write gets sequence number 1.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// A fresh connection id.
+    /// A fresh connection id (never 0, never reused).
     pub fn next_conn_id(&mut self) -> ConnId {
         self.next_conn += 1;
         self.next_conn
@@ -203,6 +208,11 @@ impl Hub {
     /// Number of authenticated connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Number of calls ringing or answered.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
     }
 
     /// The online user of a tenant with this name, if any.
@@ -223,51 +233,48 @@ impl Hub {
             .map_or(Presence::Offline, |u| u.presence)
     }
 
-    /// Registers an authenticated socket for `who` on `device_id`, sends it
-    /// `welcome` (listing calls the device is part of) and any frames kept
-    /// while it was away. A previous socket of the same device is closed
-    /// with 4002 (replaced).
+    /// Registers an authenticated socket `conn` for `who` on `device_id`:
+    /// sends it `welcome` (listing calls the device is part of), the frames
+    /// kept while it was away, and `call.incoming` again for calls it is
+    /// still rung for. A previous socket of the same device is closed with
+    /// 4002 (replaced). The user's first device tells the tenant the user is
+    /// present.
     pub fn attach(
         &mut self,
         conn: ConnId,
-        handle: ConnHandle,
         who: &AuthedUser,
         device_id: &str,
         parts: WelcomeParts,
-    ) {
+    ) -> Effects {
+        let mut fx = Effects::default();
         let uid = who.user_id;
         let new_user = !self.users.contains_key(&uid);
         if new_user {
-            self.users.insert(
-                uid,
-                OnlineUser {
-                    tenant: who.tenant_id,
-                    user: who.user.clone(),
-                    presence: Presence::Available,
-                    devices: HashMap::new(),
-                },
-            );
             self.by_name
                 .insert((who.tenant_id, who.user.user.clone()), uid);
             self.tenants.entry(who.tenant_id).or_default().insert(uid);
         }
-        let user = self.users.get_mut(&uid).expect("just inserted");
+        let user = self.users.entry(uid).or_insert_with(|| OnlineUser {
+            tenant: who.tenant_id,
+            user: who.user.clone(),
+            presence: Presence::Available,
+            devices: HashMap::new(),
+        });
         let presence = user.presence;
         let device = user.devices.entry(device_id.to_string()).or_default();
         if let Some(old) = device.conn.take()
-            && let Some(old) = self.conns.remove(&old)
+            && self.conns.remove(&old).is_some()
         {
-            self.metrics.connections.dec();
-            push(
-                &old.handle,
+            fx.frames.push((
+                old,
                 ConnCmd::Close(close_code::REPLACED, "replaced by a newer connection"),
-                &self.metrics,
-            );
+            ));
         }
         device.generation += 1;
         device.conn = Some(conn);
         let pending = std::mem::take(&mut device.pending);
-        let call_ids: Vec<String> = device.calls.iter().cloned().collect();
+        let mut call_ids: Vec<String> = device.calls.iter().cloned().collect();
+        call_ids.sort();
         let calls = call_ids
             .iter()
             .filter_map(|id| {
@@ -318,117 +325,116 @@ impl Hub {
             heartbeat_ms: parts.heartbeat_ms,
             calls,
         };
-        push(&handle, frame(&welcome, 0), &self.metrics);
-        for cmd in pending {
-            push(&handle, cmd, &self.metrics);
+        fx.frames.push((conn, frame(&welcome, 0)));
+        for o in pending {
+            fx.frames.push((conn, ConnCmd::Frame(o)));
         }
         for text in rering {
-            let cmd = ConnCmd::Frame(Outbound { text, after_seq: 0 });
-            push(&handle, cmd, &self.metrics);
+            fx.frames
+                .push((conn, ConnCmd::Frame(Outbound { text, after_seq: 0 })));
         }
         self.conns.insert(
             conn,
             Conn {
                 user: uid,
                 device: device_id.to_string(),
-                handle,
             },
         );
-        self.metrics.connections.inc();
         if new_user {
-            self.broadcast_presence(uid);
+            self.broadcast_presence(&mut fx, uid);
         }
+        fx
     }
 
     /// Forgets a socket that closed. Calls its device placed or answered get
     /// a reconnect grace period (a [`Timer::Grace`] to arm); a device that
-    /// was only being rung stops ringing.
-    pub fn detach(&mut self, conn: ConnId) -> Vec<Timer> {
+    /// was only being rung stops ringing, and a call whose last rung device
+    /// left ends as `unavailable`. An unknown (or already replaced) `conn`
+    /// changes nothing.
+    pub fn detach(&mut self, conn: ConnId, now_ms: u64) -> Effects {
+        let mut fx = Effects::default();
         let Some(c) = self.conns.remove(&conn) else {
-            return Vec::new();
+            return fx;
         };
-        self.metrics.connections.dec();
-        let Some(device) = self
-            .users
-            .get_mut(&c.user)
-            .and_then(|u| u.devices.get_mut(&c.device))
-        else {
-            return Vec::new();
+        let Some(device) = self.device_mut(c.user, &c.device) else {
+            return fx;
         };
         device.conn = None;
-        let ids: Vec<String> = device.calls.iter().cloned().collect();
-        let mut stop_ringing = Vec::new();
+        let mut ids: Vec<String> = device.calls.iter().cloned().collect();
+        ids.sort();
         for id in ids {
-            if let Some(call) = self.calls.get(&id)
-                && call.phase == Phase::Ringing
-                && !(call.caller == c.user && call.caller_device == c.device)
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            if call.phase != Phase::Ringing
+                || (call.caller == c.user && call.caller_device == c.device)
             {
-                stop_ringing.push(id);
+                continue;
+            }
+            call.ringing.retain(|d| *d != c.device);
+            let empty = call.ringing.is_empty();
+            self.device_leaves_call(c.user, &c.device, &id);
+            if empty {
+                self.end_call(&mut fx, &id, EndReason::Unavailable, None, now_ms);
             }
         }
-        for id in stop_ringing {
-            if let Some(call) = self.calls.get_mut(&id) {
-                call.ringing.retain(|d| *d != c.device);
-                let empty = call.ringing.is_empty();
-                self.device_leaves_call(c.user, &c.device, &id);
-                if empty {
-                    self.end_call(&id, EndReason::Unavailable, None);
-                }
-            }
-        }
-        let Some(device) = self
-            .users
-            .get_mut(&c.user)
-            .and_then(|u| u.devices.get_mut(&c.device))
-        else {
-            return Vec::new();
+        let Some(device) = self.device_mut(c.user, &c.device) else {
+            return fx;
         };
         if device.calls.is_empty() {
-            self.drop_device_if_idle(c.user, &c.device);
-            Vec::new()
+            self.drop_device_if_idle(&mut fx, c.user, &c.device);
         } else {
             device.generation += 1;
-            vec![Timer::Grace {
+            fx.timers.push(Timer::Grace {
                 user: c.user,
                 device: c.device,
                 generation: device.generation,
-            }]
+            });
         }
+        fx
     }
 
     /// The reconnect grace of a device ran out: if it did not come back, its
-    /// calls end as `failed`.
-    pub fn grace_expired(&mut self, user: UserId, device: &str, generation: u64) {
+    /// calls end as `failed` and the frames kept for it are dropped. A stale
+    /// timer (the device came back, or a newer grace started) does nothing.
+    pub fn grace_expired(
+        &mut self,
+        user: UserId,
+        device: &str,
+        generation: u64,
+        now_ms: u64,
+    ) -> Effects {
+        let mut fx = Effects::default();
         let Some(d) = self.users.get(&user).and_then(|u| u.devices.get(device)) else {
-            return;
+            return fx;
         };
         if d.conn.is_some() || d.generation != generation {
-            return;
+            return fx;
         }
-        let ids: Vec<String> = d.calls.iter().cloned().collect();
+        let mut ids: Vec<String> = d.calls.iter().cloned().collect();
+        ids.sort();
         for id in ids {
-            self.end_call(&id, EndReason::Failed, None);
+            self.end_call(&mut fx, &id, EndReason::Failed, None, now_ms);
         }
-        if let Some(d) = self
-            .users
-            .get_mut(&user)
-            .and_then(|u| u.devices.get_mut(device))
-        {
+        if let Some(d) = self.device_mut(user, device) {
             d.pending.clear();
         }
-        self.drop_device_if_idle(user, device);
+        self.drop_device_if_idle(&mut fx, user, device);
+        fx
     }
 
     /// The ring timeout of a call ran out: if still ringing, it ends as
-    /// `no_answer`.
-    pub fn ring_timeout(&mut self, call_id: &str) {
+    /// `no_answer`; otherwise nothing happens.
+    pub fn ring_timeout(&mut self, call_id: &str, now_ms: u64) -> Effects {
+        let mut fx = Effects::default();
         if self
             .calls
             .get(call_id)
             .is_some_and(|c| c.phase == Phase::Ringing)
         {
-            self.end_call(call_id, EndReason::NoAnswer, None);
+            self.end_call(&mut fx, call_id, EndReason::NoAnswer, None, now_ms);
         }
+        fx
     }
 
     fn me(&self, conn: ConnId) -> Result<(UserId, String), HubError> {
@@ -439,7 +445,14 @@ impl Hub {
     }
 
     /// `call.invite` from `conn` to `callee` (already resolved within the
-    /// caller's tenant; `None` when no such user).
+    /// caller's tenant; `None` when no such user). On success the call
+    /// exists and has a CDR row: it rings the callee's free devices (with a
+    /// [`Timer::RingTimeout`]), or ends at once as `busy` or `unavailable`.
+    ///
+    /// # Errors
+    /// `invalid_value` (call id shape, SDP size), `not_found`, `self_call`,
+    /// `call_exists`, `glare` (with the surviving call's id); `internal` for
+    /// an unregistered connection.
     pub fn invite(
         &mut self,
         conn: ConnId,
@@ -447,6 +460,7 @@ impl Hub {
         to: &str,
         callee: Option<Callee>,
         sdp: String,
+        now_ms: u64,
     ) -> HubResult {
         let (me, my_device) = self.me(conn)?;
         if !valid_call_id(call_id) {
@@ -475,7 +489,9 @@ impl Hub {
                 call_id: Some(theirs.clone()),
             });
         }
-        let caller = &self.users[&me];
+        let Some(caller) = self.users.get(&me) else {
+            return Err(err(ErrorCode::Internal, "connection not registered"));
+        };
         let call = Call {
             tenant: caller.tenant,
             caller: me,
@@ -489,69 +505,66 @@ impl Hub {
             ringing_told: false,
             offer: String::new(),
         };
-        let now = crate::now_ms();
-        let created = self.cdr.push(CdrWrite::Created {
-            call_id: call_id.to_string(),
-            tenant_id: call.tenant,
-            caller_id: me,
-            callee_id: callee.user_id,
-            caller_device: my_device.clone(),
-            at_ms: now,
-        });
+        let mut fx = Effects::default();
+        let created = self.record(
+            &mut fx,
+            CdrWrite::Created {
+                call_id: call_id.to_string(),
+                tenant_id: call.tenant,
+                caller_id: me,
+                callee_id: callee.user_id,
+                caller_device: my_device.clone(),
+                at_ms: now_ms,
+            },
+        );
         let from = call.caller_ref.clone();
         self.calls.insert(call_id.to_string(), call);
-        self.metrics.calls_active.inc();
         self.device_joins_call(me, &my_device, call_id);
 
         let Some(target) = self.users.get(&callee.user_id) else {
-            self.end_call(call_id, EndReason::Unavailable, None);
-            return Ok(Vec::new());
+            self.end_call(&mut fx, call_id, EndReason::Unavailable, None, now_ms);
+            return Ok(fx);
         };
         if target.presence == Presence::Dnd {
-            self.end_call(call_id, EndReason::Busy, Some(callee.user_id));
-            return Ok(Vec::new());
+            let by = Some(callee.user_id);
+            self.end_call(&mut fx, call_id, EndReason::Busy, by, now_ms);
+            return Ok(fx);
         }
-        let connected: Vec<&String> = target
-            .devices
-            .iter()
-            .filter(|(_, d)| d.conn.is_some())
-            .map(|(id, _)| id)
-            .collect();
-        if connected.is_empty() {
-            self.end_call(call_id, EndReason::Unavailable, None);
-            return Ok(Vec::new());
+        if !target.devices.values().any(|d| d.conn.is_some()) {
+            self.end_call(&mut fx, call_id, EndReason::Unavailable, None, now_ms);
+            return Ok(fx);
         }
-        let free: Vec<String> = target
+        let mut free: Vec<String> = target
             .devices
             .iter()
             .filter(|(id, d)| d.conn.is_some() && !self.device_busy(callee.user_id, id, d))
             .map(|(id, _)| id.clone())
             .collect();
+        free.sort();
         if free.is_empty() {
-            self.end_call(call_id, EndReason::Busy, None);
-            return Ok(Vec::new());
+            self.end_call(&mut fx, call_id, EndReason::Busy, None, now_ms);
+            return Ok(fx);
         }
-        let incoming = ServerMessage::Incoming {
+        let text = ServerMessage::Incoming {
             call_id: call_id.to_string(),
             from,
-            sdp,
-        };
-        let text = incoming.to_json();
+            sdp: sdp.clone(),
+        }
+        .to_json();
         for d in &free {
             self.device_joins_call(callee.user_id, d, call_id);
-            self.send_text(callee.user_id, d, &text, created);
+            self.send_text(&mut fx, callee.user_id, d, &text, created);
         }
         if let Some(c) = self.calls.get_mut(call_id) {
             c.ringing = free;
-            if let ServerMessage::Incoming { sdp, .. } = incoming {
-                c.offer = sdp;
-            }
+            c.offer = sdp;
         }
         self.ringing_pairs
             .insert((me, callee.user_id), call_id.to_string());
-        Ok(vec![Timer::RingTimeout {
+        fx.timers.push(Timer::RingTimeout {
             call_id: call_id.to_string(),
-        }])
+        });
+        Ok(fx)
     }
 
     /// A device is busy when it is in an answered call or placing one.
@@ -578,8 +591,12 @@ impl Hub {
         }
     }
 
-    /// `call.ringing` from a rung callee device: tells the caller once.
-    pub fn ringing(&mut self, conn: ConnId, call_id: &str) -> HubResult {
+    /// `call.ringing` from a rung callee device: records `ringing_at_ms` and
+    /// tells the calling device, once per call; later ones do nothing.
+    ///
+    /// # Errors
+    /// `not_found`; `call_state` (ended, or this device is not rung).
+    pub fn ringing(&mut self, conn: ConnId, call_id: &str, now_ms: u64) -> HubResult {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.callee != me || !call.ringing.contains(&dev) {
@@ -588,26 +605,36 @@ impl Hub {
                 "this device is not ringing for the call",
             ));
         }
+        let mut fx = Effects::default();
         if call.ringing_told {
-            return Ok(Vec::new());
+            return Ok(fx);
         }
         let (caller, caller_device) = (call.caller, call.caller_device.clone());
-        let seq = self.cdr.push(CdrWrite::Ringing {
-            call_id: call_id.to_string(),
-            at_ms: crate::now_ms(),
-        });
+        let seq = self.record(
+            &mut fx,
+            CdrWrite::Ringing {
+                call_id: call_id.to_string(),
+                at_ms: now_ms,
+            },
+        );
         if let Some(c) = self.calls.get_mut(call_id) {
             c.ringing_told = true;
         }
         let msg = ServerMessage::Ringing {
             call_id: call_id.to_string(),
         };
-        self.send(caller, &caller_device, &msg, seq);
-        Ok(Vec::new())
+        self.send(&mut fx, caller, &caller_device, &msg, seq);
+        Ok(fx)
     }
 
-    /// `call.accept` from a rung callee device: the first accept wins.
-    pub fn accept(&mut self, conn: ConnId, call_id: &str, sdp: String) -> HubResult {
+    /// `call.accept` from a rung callee device: the first accept wins. The
+    /// caller gets the SDP answer, this device a confirmation, the callee's
+    /// other rung devices `call.answered_elsewhere` (terminal for them).
+    ///
+    /// # Errors
+    /// `not_found`; `call_state` (ended, not the callee, already answered,
+    /// not rung); `invalid_value` (SDP size).
+    pub fn accept(&mut self, conn: ConnId, call_id: &str, sdp: String, now_ms: u64) -> HubResult {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.callee != me {
@@ -623,52 +650,60 @@ impl Hub {
             ));
         }
         check_sdp(&sdp)?;
-        let seq = self.cdr.push(CdrWrite::Answered {
-            call_id: call_id.to_string(),
-            device: dev.clone(),
-            at_ms: crate::now_ms(),
-        });
-        let call = self.calls.get_mut(call_id).expect("checked above");
+        let mut fx = Effects::default();
+        let seq = self.record(
+            &mut fx,
+            CdrWrite::Answered {
+                call_id: call_id.to_string(),
+                device: dev.clone(),
+                at_ms: now_ms,
+            },
+        );
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return Err(err(ErrorCode::NotFound, "no such call"));
+        };
         call.phase = Phase::Active;
         call.answered = Some(dev.clone());
         call.offer = String::new();
         let others: Vec<String> = call.ringing.drain(..).filter(|d| *d != dev).collect();
         let (caller, caller_device) = (call.caller, call.caller_device.clone());
         self.forget_ringing_pair(caller, me, call_id);
-        self.send(
-            caller,
-            &caller_device,
-            &ServerMessage::Accepted {
-                call_id: call_id.to_string(),
-                sdp: Some(sdp),
-                device_id: dev.clone(),
-            },
-            seq,
-        );
-        self.send(
-            me,
-            &dev,
-            &ServerMessage::Accepted {
-                call_id: call_id.to_string(),
-                sdp: None,
-                device_id: dev.clone(),
-            },
-            seq,
-        );
+        let to_caller = ServerMessage::Accepted {
+            call_id: call_id.to_string(),
+            sdp: Some(sdp),
+            device_id: dev.clone(),
+        };
+        self.send(&mut fx, caller, &caller_device, &to_caller, seq);
+        let to_me = ServerMessage::Accepted {
+            call_id: call_id.to_string(),
+            sdp: None,
+            device_id: dev.clone(),
+        };
+        self.send(&mut fx, me, &dev, &to_me, seq);
         let elsewhere = ServerMessage::AnsweredElsewhere {
             call_id: call_id.to_string(),
             device_id: dev.clone(),
         };
         for d in others {
-            self.send(me, &d, &elsewhere, seq);
+            self.send(&mut fx, me, &d, &elsewhere, seq);
             self.device_leaves_call(me, &d, call_id);
-            self.drop_device_if_idle(me, &d);
+            self.drop_device_if_idle(&mut fx, me, &d);
         }
-        Ok(Vec::new())
+        Ok(fx)
     }
 
-    /// `call.reject` from a rung callee device: ends the call on every device.
-    pub fn reject(&mut self, conn: ConnId, call_id: &str, reason: RejectReason) -> HubResult {
+    /// `call.reject` from a rung callee device: ends the call on every device
+    /// with the given reason, `ended_by` the callee.
+    ///
+    /// # Errors
+    /// `not_found`; `call_state` (ended, the caller, answered, not rung).
+    pub fn reject(
+        &mut self,
+        conn: ConnId,
+        call_id: &str,
+        reason: RejectReason,
+        now_ms: u64,
+    ) -> HubResult {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.callee != me {
@@ -694,12 +729,17 @@ impl Hub {
             RejectReason::Busy => EndReason::Busy,
             RejectReason::Incompatible => EndReason::Incompatible,
         };
-        self.end_call(call_id, reason, Some(me));
-        Ok(Vec::new())
+        let mut fx = Effects::default();
+        self.end_call(&mut fx, call_id, reason, Some(me), now_ms);
+        Ok(fx)
     }
 
-    /// `call.cancel` from the caller's device while ringing.
-    pub fn cancel(&mut self, conn: ConnId, call_id: &str) -> HubResult {
+    /// `call.cancel` from the calling device while ringing: ends the call as
+    /// `cancelled`.
+    ///
+    /// # Errors
+    /// `not_found`; `call_state` (ended, not the calling device, answered).
+    pub fn cancel(&mut self, conn: ConnId, call_id: &str, now_ms: u64) -> HubResult {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.caller != me || call.caller_device != dev {
@@ -714,17 +754,23 @@ impl Hub {
                 "the call is answered; hang up instead",
             ));
         }
-        self.end_call(call_id, EndReason::Cancelled, Some(me));
-        Ok(Vec::new())
+        let mut fx = Effects::default();
+        self.end_call(&mut fx, call_id, EndReason::Cancelled, Some(me), now_ms);
+        Ok(fx)
     }
 
-    /// `call.hangup` from a party device. While ringing it cancels (caller)
-    /// or rejects (callee).
+    /// `call.hangup` from a party device. While answered it ends the call as
+    /// `completed` (or as `why` says); while ringing it cancels (calling
+    /// device) or rejects (a rung device).
+    ///
+    /// # Errors
+    /// `not_found`; `call_state` (ended, or this device is not in the call).
     pub fn hangup(
         &mut self,
         conn: ConnId,
         call_id: &str,
         why: Option<HangupReason>,
+        now_ms: u64,
     ) -> HubResult {
         let (me, dev) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
@@ -739,8 +785,9 @@ impl Hub {
             }
             _ => return Err(err(ErrorCode::CallState, "this device is not in the call")),
         };
-        self.end_call(call_id, reason, Some(me));
-        Ok(Vec::new())
+        let mut fx = Effects::default();
+        self.end_call(&mut fx, call_id, reason, Some(me), now_ms);
+        Ok(fx)
     }
 
     /// The device on the other end of a call from `(me, dev)`: for the caller,
@@ -770,7 +817,12 @@ impl Hub {
         }
     }
 
-    /// `ice.candidate`: relays a trickled candidate to the other party.
+    /// `ice.candidate`: relays a trickled candidate (RFC 8838) to the other
+    /// party's device(s), unheld.
+    ///
+    /// # Errors
+    /// `not_found`; `call_state` (ended, or not in the call, which includes
+    /// a rung device before its accept).
     pub fn candidate(
         &mut self,
         conn: ConnId,
@@ -784,13 +836,19 @@ impl Hub {
             candidate,
         }
         .to_json();
+        let mut fx = Effects::default();
         for d in devices {
-            self.send_text(peer, &d, &text, 0);
+            self.send_text(&mut fx, peer, &d, &text, 0);
         }
-        Ok(Vec::new())
+        Ok(fx)
     }
 
-    /// `call.update`: relays a re-offer or answer during an answered call.
+    /// `call.update`: relays a re-offer or answer (RFC 3264) during an
+    /// answered call, unheld.
+    ///
+    /// # Errors
+    /// `invalid_value` (SDP size, checked first); `not_found`; `call_state`
+    /// (ended, not answered yet, not in the call).
     pub fn update(&mut self, conn: ConnId, call_id: &str, kind: SdpKind, sdp: String) -> HubResult {
         let (me, dev) = self.me(conn)?;
         check_sdp(&sdp)?;
@@ -800,15 +858,26 @@ impl Hub {
             kind,
             sdp,
         };
+        let mut fx = Effects::default();
         for d in devices {
-            self.send(peer, &d, &msg, 0);
+            self.send(&mut fx, peer, &d, &msg, 0);
         }
-        Ok(Vec::new())
+        Ok(fx)
     }
 
     /// `call.stats`: records a party's quality summary, during the call or
-    /// within 5 minutes of its end.
-    pub fn stats(&mut self, conn: ConnId, call_id: &str, quality: CallQuality) -> HubResult {
+    /// within 5 minutes of its end. Nothing is sent back.
+    ///
+    /// # Errors
+    /// `invalid_value` (a figure out of range); `not_found` (not a party,
+    /// unknown, or forgotten).
+    pub fn stats(
+        &mut self,
+        conn: ConnId,
+        call_id: &str,
+        quality: CallQuality,
+        now_ms: u64,
+    ) -> HubResult {
         let (me, _) = self.me(conn)?;
         if let Some(field) = quality.out_of_range() {
             return Err(err(
@@ -827,16 +896,24 @@ impl Hub {
                 "no such call (or ended over 5 minutes ago)",
             ));
         }
-        self.cdr.push(CdrWrite::Quality {
-            call_id: call_id.to_string(),
-            user_id: me,
-            quality,
-            at_ms: crate::now_ms(),
-        });
-        Ok(Vec::new())
+        let mut fx = Effects::default();
+        self.record(
+            &mut fx,
+            CdrWrite::Quality {
+                call_id: call_id.to_string(),
+                user_id: me,
+                quality,
+                at_ms: now_ms,
+            },
+        );
+        Ok(fx)
     }
 
-    /// `presence.set`: changes my availability and tells my tenant.
+    /// `presence.set`: changes my availability and tells my tenant (even
+    /// when it did not change).
+    ///
+    /// # Errors
+    /// `invalid_value` for `offline`.
     pub fn set_presence(&mut self, conn: ConnId, status: Presence) -> HubResult {
         let (me, _) = self.me(conn)?;
         if status == Presence::Offline {
@@ -848,27 +925,33 @@ impl Hub {
         if let Some(u) = self.users.get_mut(&me) {
             u.presence = status;
         }
-        self.broadcast_presence(me);
-        Ok(Vec::new())
+        let mut fx = Effects::default();
+        self.broadcast_presence(&mut fx, me);
+        Ok(fx)
     }
 
     /// Ends a call: CDR, terminal frame to every device in it, cleanup.
-    fn end_call(&mut self, call_id: &str, reason: EndReason, by: Option<UserId>) {
+    fn end_call(
+        &mut self,
+        fx: &mut Effects,
+        call_id: &str,
+        reason: EndReason,
+        by: Option<UserId>,
+        now_ms: u64,
+    ) {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
         self.forget_ringing_pair(call.caller, call.callee, call_id);
-        let seq = self.cdr.push(CdrWrite::Ended {
-            call_id: call_id.to_string(),
-            at_ms: crate::now_ms(),
-            reason,
-            by,
-        });
-        self.metrics.calls_active.dec();
-        self.metrics
-            .calls_ended
-            .get_or_create(&vec![("reason", reason.as_str())])
-            .inc();
+        let seq = self.record(
+            fx,
+            CdrWrite::Ended {
+                call_id: call_id.to_string(),
+                at_ms: now_ms,
+                reason,
+                by,
+            },
+        );
         let by_name = by.and_then(|u| {
             if u == call.caller {
                 Some(call.caller_ref.user.clone())
@@ -894,9 +977,9 @@ impl Hub {
             },
             _ => ended.clone(),
         };
-        self.send(call.caller, &call.caller_device, &to_caller, seq);
+        self.send(fx, call.caller, &call.caller_device, &to_caller, seq);
         self.device_leaves_call(call.caller, &call.caller_device, call_id);
-        self.drop_device_if_idle(call.caller, &call.caller_device);
+        self.drop_device_if_idle(fx, call.caller, &call.caller_device);
         let callee_devices: Vec<String> = call
             .answered
             .iter()
@@ -904,9 +987,9 @@ impl Hub {
             .chain(call.ringing.iter().cloned())
             .collect();
         for d in callee_devices {
-            self.send(call.callee, &d, &ended, seq);
+            self.send(fx, call.callee, &d, &ended, seq);
             self.device_leaves_call(call.callee, &d, call_id);
-            self.drop_device_if_idle(call.callee, &d);
+            self.drop_device_if_idle(fx, call.callee, &d);
         }
         self.ended.insert(
             call_id.to_string(),
@@ -915,35 +998,43 @@ impl Hub {
                 callee: call.callee,
             },
         );
-        self.ended_order
-            .push_back((crate::now_ms(), call_id.to_string()));
+        self.ended_order.push_back((now_ms, call_id.to_string()));
     }
 
-    /// Forgets ended calls older than 5 minutes.
+    /// Forgets calls that ended 5 minutes or more before `now_ms`.
     pub fn prune_ended(&mut self, now_ms: u64) {
-        while let Some((at, _)) = self.ended_order.front() {
-            if now_ms.saturating_sub(*at) < ENDED_MEMORY_MS {
-                break;
+        while self
+            .ended_order
+            .front()
+            .is_some_and(|(at, _)| now_ms.saturating_sub(*at) >= ENDED_MEMORY_MS)
+        {
+            if let Some((_, id)) = self.ended_order.pop_front() {
+                self.ended.remove(&id);
             }
-            let (_, id) = self.ended_order.pop_front().expect("front exists");
-            self.ended.remove(&id);
         }
     }
 
     /// Closes every socket with 1012 (server shutting down).
-    pub fn close_all(&mut self) {
-        for c in self.conns.values() {
-            push(
-                &c.handle,
-                ConnCmd::Close(close_code::SERVICE_RESTART, "server shutting down"),
-                &self.metrics,
-            );
+    pub fn close_all(&self) -> Effects {
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        Effects {
+            frames: conns
+                .into_iter()
+                .map(|c| {
+                    let cmd = ConnCmd::Close(close_code::SERVICE_RESTART, "server shutting down");
+                    (c, cmd)
+                })
+                .collect(),
+            ..Effects::default()
         }
     }
 
-    /// Stops queueing CDR writes, so the writer can drain and end.
-    pub fn close_cdr_queue(&mut self) {
-        self.cdr.close();
+    /// Numbers a CDR write and adds it to the effects; returns its number.
+    fn record(&mut self, fx: &mut Effects, write: CdrWrite) -> u64 {
+        self.cdr_seq += 1;
+        fx.cdr.push((self.cdr_seq, write));
+        self.cdr_seq
     }
 
     fn forget_ringing_pair(&mut self, caller: UserId, callee: UserId, call_id: &str) {
@@ -956,22 +1047,20 @@ impl Hub {
         }
     }
 
-    fn device_joins_call(&mut self, user: UserId, device: &str, call_id: &str) {
-        if let Some(d) = self
-            .users
+    fn device_mut(&mut self, user: UserId, device: &str) -> Option<&mut Device> {
+        self.users
             .get_mut(&user)
             .and_then(|u| u.devices.get_mut(device))
-        {
+    }
+
+    fn device_joins_call(&mut self, user: UserId, device: &str, call_id: &str) {
+        if let Some(d) = self.device_mut(user, device) {
             d.calls.insert(call_id.to_string());
         }
     }
 
     fn device_leaves_call(&mut self, user: UserId, device: &str, call_id: &str) {
-        if let Some(d) = self
-            .users
-            .get_mut(&user)
-            .and_then(|u| u.devices.get_mut(device))
-        {
+        if let Some(d) = self.device_mut(user, device) {
             d.calls.remove(call_id);
         }
     }
@@ -980,7 +1069,7 @@ impl Hub {
     /// and the user with their last device (telling the tenant they are
     /// offline). A device in grace keeps the `call.ended` of a call that
     /// ended while it was away until it returns or its grace runs out.
-    fn drop_device_if_idle(&mut self, user: UserId, device: &str) {
+    fn drop_device_if_idle(&mut self, fx: &mut Effects, user: UserId, device: &str) {
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
@@ -990,24 +1079,27 @@ impl Hub {
         {
             u.devices.remove(device);
         }
-        if u.devices.is_empty() {
-            let u = self.users.remove(&user).expect("present");
-            self.by_name.remove(&(u.tenant, u.user.user.clone()));
-            if let Some(set) = self.tenants.get_mut(&u.tenant) {
-                set.remove(&user);
-                if set.is_empty() {
-                    self.tenants.remove(&u.tenant);
-                }
-            }
-            let msg = ServerMessage::Presence {
-                user: u.user,
-                status: Presence::Offline,
-            };
-            self.broadcast(u.tenant, &msg);
+        if !u.devices.is_empty() {
+            return;
         }
+        let Some(u) = self.users.remove(&user) else {
+            return;
+        };
+        self.by_name.remove(&(u.tenant, u.user.user.clone()));
+        if let Some(set) = self.tenants.get_mut(&u.tenant) {
+            set.remove(&user);
+            if set.is_empty() {
+                self.tenants.remove(&u.tenant);
+            }
+        }
+        let msg = ServerMessage::Presence {
+            user: u.user,
+            status: Presence::Offline,
+        };
+        self.broadcast(fx, u.tenant, &msg);
     }
 
-    fn broadcast_presence(&mut self, user: UserId) {
+    fn broadcast_presence(&self, fx: &mut Effects, user: UserId) {
         let Some(u) = self.users.get(&user) else {
             return;
         };
@@ -1015,53 +1107,64 @@ impl Hub {
             user: u.user.clone(),
             status: u.presence,
         };
-        let tenant = u.tenant;
-        self.broadcast(tenant, &msg);
+        self.broadcast(fx, u.tenant, &msg);
     }
 
-    fn broadcast(&self, tenant: TenantId, msg: &ServerMessage) {
+    /// Queues a frame to every connected device of a tenant (not kept for
+    /// devices in grace).
+    fn broadcast(&self, fx: &mut Effects, tenant: TenantId, msg: &ServerMessage) {
         let Some(members) = self.tenants.get(&tenant) else {
             return;
         };
         let text = msg.to_json();
-        for uid in members {
-            for d in self.users[uid].devices.values() {
-                if let Some(c) = d.conn.and_then(|c| self.conns.get(&c)) {
-                    push(
-                        &c.handle,
-                        ConnCmd::Frame(Outbound {
-                            text: text.clone(),
-                            after_seq: 0,
-                        }),
-                        &self.metrics,
-                    );
-                }
-            }
+        let mut conns: Vec<ConnId> = members
+            .iter()
+            .filter_map(|uid| self.users.get(uid))
+            .flat_map(|u| u.devices.values())
+            .filter_map(|d| d.conn)
+            .collect();
+        conns.sort_unstable();
+        for c in conns {
+            let o = Outbound {
+                text: text.clone(),
+                after_seq: 0,
+            };
+            fx.frames.push((c, ConnCmd::Frame(o)));
         }
     }
 
-    fn send(&mut self, user: UserId, device: &str, msg: &ServerMessage, after_seq: u64) {
+    fn send(
+        &mut self,
+        fx: &mut Effects,
+        user: UserId,
+        device: &str,
+        msg: &ServerMessage,
+        after_seq: u64,
+    ) {
         let text = msg.to_json();
-        self.send_text(user, device, &text, after_seq);
+        self.send_text(fx, user, device, &text, after_seq);
     }
 
     /// Queues a frame to a device: to its socket, or kept for its return
-    /// while it is in reconnect grace.
-    fn send_text(&mut self, user: UserId, device: &str, text: &str, after_seq: u64) {
-        let Some(d) = self
-            .users
-            .get_mut(&user)
-            .and_then(|u| u.devices.get_mut(device))
-        else {
+    /// while it is in reconnect grace (at most [`PENDING_LIMIT`]).
+    fn send_text(
+        &mut self,
+        fx: &mut Effects,
+        user: UserId,
+        device: &str,
+        text: &str,
+        after_seq: u64,
+    ) {
+        let Some(d) = self.device_mut(user, device) else {
             return;
         };
-        let cmd = ConnCmd::Frame(Outbound {
+        let o = Outbound {
             text: text.to_string(),
             after_seq,
-        });
-        match d.conn.and_then(|c| self.conns.get(&c)) {
-            Some(c) => push(&c.handle, cmd, &self.metrics),
-            None if d.pending.len() < PENDING_LIMIT => d.pending.push(cmd),
+        };
+        match d.conn {
+            Some(c) => fx.frames.push((c, ConnCmd::Frame(o))),
+            None if d.pending.len() < PENDING_LIMIT => d.pending.push(o),
             None => tracing::debug!(user, device, "pending frames full; dropping one"),
         }
     }
@@ -1074,15 +1177,6 @@ fn frame(msg: &ServerMessage, after_seq: u64) -> ConnCmd {
     })
 }
 
-/// Queues without blocking; a full queue means the client is not reading,
-/// and its writer is told to close the socket.
-fn push(handle: &ConnHandle, cmd: ConnCmd, metrics: &Metrics) {
-    metrics.frames_out.inc();
-    if handle.tx.try_send(cmd).is_err() {
-        handle.kill.notify_one();
-    }
-}
-
 fn check_sdp(sdp: &str) -> Result<(), HubError> {
     if sdp.is_empty() || sdp.len() > MAX_SDP_BYTES {
         return Err(err(
@@ -1092,3 +1186,6 @@ fn check_sdp(sdp: &str) -> Result<(), HubError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -30,7 +30,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 mod config;
@@ -96,11 +96,21 @@ pub fn now_ms() -> u64 {
 pub(crate) struct Shared {
     pub config: Config,
     pub store: Store,
-    pub hub: Mutex<hub::Hub>,
+    /// The hub with its sockets and CDR queue; lock through [`Self::routing`].
+    routing: Mutex<ws::Routing>,
     pub metrics: Arc<metrics::Metrics>,
     pub committed: tokio::sync::watch::Receiver<u64>,
     pub limits: http::LoginLimits,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Locks the routing state. A panic while it was held (a bug) leaves the
+    /// lock poisoned; the state is taken as it is, so that one failed frame
+    /// does not fail every later frame of every socket.
+    pub fn routing(&self) -> MutexGuard<'_, ws::Routing> {
+        self.routing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Serves the switchboard on `listener` until `shutdown` completes.
@@ -135,7 +145,7 @@ pub async fn run(
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
-        hub: Mutex::new(hub::Hub::new(cdr, metrics.clone())),
+        routing: Mutex::new(ws::Routing::new(cdr, metrics.clone())),
         limits: http::LoginLimits::new(&config),
         config,
         store: store.clone(),
@@ -167,9 +177,13 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: closing sockets");
     let _ = stop_tx.send(true);
-    shared.hub.lock().expect("hub lock").close_all();
+    {
+        let mut r = shared.routing();
+        let fx = r.hub.close_all();
+        r.apply(fx);
+    }
     for _ in 0..50 {
-        if shared.hub.lock().expect("hub lock").connection_count() == 0 {
+        if shared.routing().hub.connection_count() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -181,7 +195,7 @@ pub async fn run(
     }
     background.abort();
     // Dropping the last queue handle lets the writer drain and stop.
-    shared.hub.lock().expect("hub lock").close_cdr_queue();
+    shared.routing().cdr.close();
     drop(shared);
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "CDR writer ended abnormally");
@@ -208,7 +222,7 @@ async fn background_tasks(shared: Arc<Shared>) {
                 Err(e) => tracing::warn!(error = %e, "session purge failed"),
             }
         }
-        shared.hub.lock().expect("hub lock").prune_ended(now_ms());
+        shared.routing().hub.prune_ended(now_ms());
         shared.limits.prune();
     }
 }

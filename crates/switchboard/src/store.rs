@@ -794,8 +794,7 @@ fn call_record(r: &sqlx::sqlite::SqliteRow, me: UserId) -> CallRecord {
         duration_ms: opt_u64(11),
         end_reason,
         ended_by: r.get(13),
-        missed: end_reason
-            .is_some_and(|e| e.is_missed(direction, answered_at_ms.is_some())),
+        missed: end_reason.is_some_and(|e| e.is_missed(direction, answered_at_ms.is_some())),
         caller_quality: quality(14, 26),
         callee_quality: quality(20, 27),
     }
@@ -875,7 +874,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// One change to a call detail record, applied in order by [`CdrWriter`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CdrWrite {
     /// The invite was accepted for routing.
     Created {
@@ -933,21 +932,38 @@ pub enum CdrWrite {
 }
 
 /// Sending side of the CDR writer: numbered writes, applied in order.
+///
+/// The numbers come from the caller (the hub numbers its writes as it
+/// changes state) and must grow strictly: the writer publishes the highest
+/// committed number, and a frame held for number `n` is released once it is
+/// published. A number that does not grow is logged and renumbered after the
+/// last one, so that it can never release frames early.
 #[derive(Debug)]
 pub struct CdrQueue {
     tx: mpsc::UnboundedSender<(u64, CdrWrite)>,
-    seq: u64,
+    last: u64,
 }
 
 impl CdrQueue {
-    /// Queues a write; returns its sequence number, which the writer
-    /// publishes once it is committed.
-    pub fn push(&mut self, w: CdrWrite) -> u64 {
-        self.seq += 1;
-        if self.tx.send((self.seq, w)).is_err() {
+    /// Queues write `seq`; the writer publishes `seq` once it is committed.
+    /// Returns the number the write was queued under: `seq`, unless `seq`
+    /// did not grow (a bug, logged), then the next free number.
+    pub fn push(&mut self, seq: u64, w: CdrWrite) -> u64 {
+        let seq = if seq > self.last {
+            seq
+        } else {
+            tracing::error!(
+                seq,
+                last = self.last,
+                "CDR sequence did not grow; renumbered"
+            );
+            self.last + 1
+        };
+        self.last = seq;
+        if self.tx.send((seq, w)).is_err() {
             tracing::error!("CDR writer is gone; a call record change was dropped");
         }
-        self.seq
+        seq
     }
 
     /// Stops the queue: later writes are dropped (and logged), and the writer
@@ -999,7 +1015,7 @@ impl CdrWriter {
                 committed_tx.send_replace(last);
             }
         });
-        (CdrQueue { tx, seq: 0 }, committed_rx, task)
+        (CdrQueue { tx, last: 0 }, committed_rx, task)
     }
 }
 
@@ -1085,19 +1101,25 @@ mod tests {
         let b = store.add_user("acme", "b", "B", "password1").await.unwrap();
         let (mut q, mut committed, task) = CdrWriter::start(store.clone(), || {});
         let now = now_ms();
-        q.push(CdrWrite::Created {
-            call_id: "c1".into(),
-            tenant_id: t,
-            caller_id: a,
-            callee_id: b,
-            caller_device: "d".into(),
-            at_ms: now - 10_000,
-        });
-        let seq = q.push(CdrWrite::Answered {
-            call_id: "c1".into(),
-            device: "db".into(),
-            at_ms: now - 9_000,
-        });
+        q.push(
+            1,
+            CdrWrite::Created {
+                call_id: "c1".into(),
+                tenant_id: t,
+                caller_id: a,
+                callee_id: b,
+                caller_device: "d".into(),
+                at_ms: now - 10_000,
+            },
+        );
+        let seq = q.push(
+            2,
+            CdrWrite::Answered {
+                call_id: "c1".into(),
+                device: "db".into(),
+                at_ms: now - 9_000,
+            },
+        );
         committed.wait_for(|c| *c >= seq).await.unwrap();
         drop(q);
         task.await.unwrap();

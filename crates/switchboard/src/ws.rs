@@ -1,7 +1,18 @@
 //! The WebSocket endpoint `/v1/ws`: one reader task per socket that parses,
 //! rate-limits and dispatches frames to the hub, and one writer task that
 //! sends queued frames once the CDR writes they follow are committed.
+//!
+//! This is where the hub's [`Effects`] meet IO: [`Routing`] keeps the hub
+//! beside a registry of sockets and the CDR queue, and applies each hub
+//! operation's effects under the same lock (CDR writes first, then frames),
+//! so that per-socket order and sequence numbers follow the order of the
+//! hub's state changes. Timers become sleeping tasks that call back in.
+//!
+//! A panic in one socket's task ends that socket only: its registration is
+//! undone by a drop guard, and the hub lock recovers from poisoning
+//! ([`Shared::routing`]).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -11,7 +22,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures_util::SinkExt;
-use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::stream::{SplitSink, SplitStream, StreamExt};
 use governor::{Quota, RateLimiter};
 use softphone_protocol::{
     ClientFrame, ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, close_code,
@@ -20,22 +31,105 @@ use softphone_protocol::{
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::Instrument as _;
 
-use crate::hub::{ConnCmd, ConnHandle, ConnId, HubError, HubResult, Outbound, Timer, WelcomeParts};
-use crate::store::{AuthedUser, TokenRefusal};
+use crate::hub::{
+    ConnCmd, ConnId, Effects, Hub, HubError, HubResult, Outbound, Timer, WelcomeParts,
+};
+use crate::metrics::Metrics;
+use crate::store::{AuthedUser, CdrQueue, CdrWrite, TokenRefusal};
 use crate::{Shared, ice, now_ms};
 
 /// Messages above this are not even read: the socket closes with 1009.
 /// Between [`softphone_protocol::MAX_FRAME_BYTES`] and this, the frame is
 /// answered with `frame_too_large` and the socket stays usable.
 const HARD_LIMIT: usize = 256 * 1024;
-/// Time allowed between connecting and `hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued to one socket before it counts as too slow.
 const QUEUE: usize = 256;
 /// Rate-limited frames in a row before the socket is closed (4029).
 const MAX_STRIKES: u32 = 100;
 /// Time a single socket write may take before the socket is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A socket's writer, as the registry reaches it.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnHandle {
+    /// Bounded queue to the writer task.
+    pub tx: mpsc::Sender<ConnCmd>,
+    /// Notified when the queue overflowed: the writer closes with 4008.
+    pub kill: Arc<Notify>,
+}
+
+/// The hub, the sockets it routes to, and the CDR queue: everything one
+/// routing step touches, behind one lock in [`Shared`].
+pub(crate) struct Routing {
+    /// The routing state machine.
+    pub hub: Hub,
+    /// Writers of the authenticated sockets, by connection id.
+    pub sockets: HashMap<ConnId, ConnHandle>,
+    /// Where CDR writes go, in the hub's sequence order.
+    pub cdr: CdrQueue,
+    metrics: Arc<Metrics>,
+}
+
+impl Routing {
+    /// An empty hub writing CDRs to `cdr`.
+    pub fn new(cdr: CdrQueue, metrics: Arc<Metrics>) -> Self {
+        Self {
+            hub: Hub::new(),
+            sockets: HashMap::new(),
+            cdr,
+            metrics,
+        }
+    }
+
+    /// Applies a hub operation's effects, in order: CDR writes into the
+    /// queue, then frames to the sockets' writers (never blocking: a full
+    /// queue tells that writer to close its socket with 4008; a frame for a
+    /// socket that is gone is dropped). Returns the timers to arm.
+    pub fn apply(&mut self, fx: Effects) -> Vec<Timer> {
+        for (seq, write) in fx.cdr {
+            if let CdrWrite::Ended { reason, .. } = &write {
+                self.metrics
+                    .calls_ended
+                    .get_or_create(&vec![("reason", reason.as_str())])
+                    .inc();
+            }
+            self.cdr.push(seq, write);
+        }
+        for (conn, cmd) in fx.frames {
+            self.metrics.frames_out.inc();
+            match self.sockets.get(&conn) {
+                Some(h) => {
+                    if h.tx.try_send(cmd).is_err() {
+                        h.kill.notify_one();
+                    }
+                }
+                None => tracing::debug!(conn, "frame for a socket that is gone"),
+            }
+        }
+        self.metrics
+            .connections
+            .set(i64::try_from(self.hub.connection_count()).unwrap_or(i64::MAX));
+        self.metrics
+            .calls_active
+            .set(i64::try_from(self.hub.call_count()).unwrap_or(i64::MAX));
+        fx.timers
+    }
+}
+
+/// Runs one hub operation at the current time under the lock, applies its
+/// effects, and arms its timers. A refusal changes nothing.
+pub(crate) fn route(
+    shared: &Arc<Shared>,
+    op: impl FnOnce(&mut Hub, u64) -> HubResult,
+) -> Result<(), HubError> {
+    let timers = {
+        let mut r = shared.routing();
+        let fx = op(&mut r.hub, now_ms())?;
+        r.apply(fx)
+    };
+    arm(shared, timers);
+    Ok(())
+}
 
 /// `GET /v1/ws`: upgrades with small buffers (4 KiB read, unbuffered
 /// writes) so that tens of thousands of idle sockets stay cheap.
@@ -53,6 +147,7 @@ pub async fn upgrade(
 }
 
 type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
 
 fn error_frame(
     code: ErrorCode,
@@ -76,10 +171,10 @@ async fn send_direct(sink: &mut Sink, text: String) -> bool {
     )
 }
 
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+async fn close(sink: &mut Sink, code: u16, reason: impl Into<String>) {
     let frame = CloseFrame {
         code,
-        reason: reason.into(),
+        reason: reason.into().into(),
     };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
 }
@@ -96,10 +191,29 @@ async fn handle(socket: WebSocket, shared: Arc<Shared>, addr: SocketAddr) {
         .await;
 }
 
+/// An attached socket; dropping it (also while unwinding from a panic)
+/// detaches it from the hub and the registry and arms its grace timers.
+struct Attached {
+    shared: Arc<Shared>,
+    conn: ConnId,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let timers = {
+            let mut r = self.shared.routing();
+            r.sockets.remove(&self.conn);
+            let fx = r.hub.detach(self.conn, now_ms());
+            r.apply(fx)
+        };
+        arm(&self.shared, timers);
+    }
+}
+
 /// Serves an authenticated socket until it closes.
 async fn serve_socket(
     sink: Sink,
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    mut stream: Stream,
     shared: Arc<Shared>,
     who: AuthedUser,
     device_id: String,
@@ -116,25 +230,31 @@ async fn serve_socket(
     let parts = WelcomeParts {
         session_id: uuid::Uuid::new_v4().simple().to_string(),
         ice_servers: ice::ice_servers(&shared.config, &who.tenant, &who.user.user, now_ms()),
-        heartbeat_ms: shared.config.heartbeat.as_millis() as u64,
+        heartbeat_ms: u64::try_from(shared.config.heartbeat.as_millis()).unwrap_or(u64::MAX),
     };
-    let conn = {
-        let mut hub = shared.hub.lock().expect("hub lock");
-        let id = hub.next_conn_id();
-        hub.attach(id, handle, &who, &device_id, parts);
-        id
+    let attached = {
+        let mut r = shared.routing();
+        let conn = r.hub.next_conn_id();
+        r.sockets.insert(conn, handle);
+        let fx = r.hub.attach(conn, &who, &device_id, parts);
+        let timers = r.apply(fx);
+        drop(r);
+        arm(&shared, timers);
+        Attached {
+            shared: shared.clone(),
+            conn,
+        }
     };
+    let conn = attached.conn;
     let kill_reply = kill.clone();
     let mut writer = tokio::spawn(writer_task(sink, rx, kill, shared.committed.clone()));
 
-    let quota =
-        Quota::per_second(NonZeroU32::new(shared.config.frames_per_sec).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(
-                NonZeroU32::new(shared.config.frames_per_sec * 4).unwrap_or(NonZeroU32::MIN),
-            );
+    let per_sec = shared.config.frames_per_sec;
+    let quota = Quota::per_second(NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(per_sec.saturating_mul(4)).unwrap_or(NonZeroU32::MIN));
     let limiter = RateLimiter::direct(quota);
     let mut strikes = 0u32;
-    let idle = shared.config.heartbeat * 3;
+    let idle = shared.config.heartbeat.saturating_mul(3);
     let reply = |text: String| {
         if tx
             .try_send(ConnCmd::Frame(Outbound { text, after_seq: 0 }))
@@ -224,6 +344,8 @@ async fn serve_socket(
                 continue;
             }
         };
+        #[cfg(test)]
+        tests::panic_hook(&shared, &frame);
         let ref_id = frame.id.clone();
         if let Err(e) = dispatch(&shared, conn, &who, frame, &reply).await {
             shared
@@ -236,8 +358,9 @@ async fn serve_socket(
         }
     }
 
-    let timers = shared.hub.lock().expect("hub lock").detach(conn);
-    arm(&shared, timers);
+    // Detach first: the registry holds a sender too, and the writer ends
+    // once every sender is gone.
+    drop(attached);
     drop(tx);
     if !writer.is_finished() {
         let _ = tokio::time::timeout(WRITE_TIMEOUT, &mut writer).await;
@@ -246,20 +369,31 @@ async fn serve_socket(
     tracing::info!("disconnected");
 }
 
+/// "10 s", or "250 ms" for a timeout that is not whole seconds.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 /// Reads frames until a good `hello`; answers anything else with
-/// `not_authenticated`. Returns `None` when the socket was closed.
+/// `not_authenticated`. Returns `None` when the socket was closed (also
+/// after the configured hello timeout, with 4003).
 async fn await_hello(
     shared: &Arc<Shared>,
     sink: &mut Sink,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut Stream,
 ) -> Option<(AuthedUser, String)> {
-    let deadline = tokio::time::sleep(HELLO_TIMEOUT);
+    let deadline = tokio::time::sleep(shared.config.hello_timeout);
     tokio::pin!(deadline);
     let mut stop = shared.shutdown.clone();
     loop {
         let msg = tokio::select! {
             _ = &mut deadline => {
-                close(sink, close_code::HELLO_TIMEOUT, "no hello within 10 s").await;
+                let reason = format!("no hello within {}", human(shared.config.hello_timeout));
+                close(sink, close_code::HELLO_TIMEOUT, reason).await;
                 return None;
             }
             _ = async { stop.wait_for(|s| *s).await.is_ok() } => {
@@ -372,8 +506,7 @@ async fn dispatch(
     frame: ClientFrame,
     reply: &impl Fn(String),
 ) -> Result<(), HubError> {
-    let hub = || shared.hub.lock().expect("hub lock");
-    let timers: HubResult = match frame.message {
+    match frame.message {
         ClientMessage::Ping {} => {
             reply(
                 ServerMessage::Pong {
@@ -381,16 +514,16 @@ async fn dispatch(
                 }
                 .to_json(),
             );
-            Ok(Vec::new())
+            Ok(())
         }
         ClientMessage::Hello { .. } => Err(HubError {
             code: ErrorCode::AlreadyAuthenticated,
             message: "this socket is already authenticated".into(),
             call_id: None,
         }),
-        ClientMessage::PresenceSet { status } => hub().set_presence(conn, status),
+        ClientMessage::PresenceSet { status } => route(shared, |h, _| h.set_presence(conn, status)),
         ClientMessage::Invite { call_id, to, sdp } => {
-            let online = hub().find_online(who.tenant_id, &to);
+            let online = shared.routing().hub.find_online(who.tenant_id, &to);
             let callee = match online {
                 Some(c) => Some(c),
                 None => shared
@@ -406,47 +539,69 @@ async fn dispatch(
                     call_id: None,
                 });
             }
-            hub().invite(conn, &call_id, &to, callee, sdp)
+            route(shared, |h, now| {
+                h.invite(conn, &call_id, &to, callee, sdp, now)
+            })
         }
-        ClientMessage::Ringing { call_id } => hub().ringing(conn, &call_id),
-        ClientMessage::Accept { call_id, sdp } => hub().accept(conn, &call_id, sdp),
-        ClientMessage::Reject { call_id, reason } => hub().reject(conn, &call_id, reason),
-        ClientMessage::Cancel { call_id } => hub().cancel(conn, &call_id),
-        ClientMessage::Hangup { call_id, reason } => hub().hangup(conn, &call_id, reason),
+        ClientMessage::Ringing { call_id } => {
+            route(shared, |h, now| h.ringing(conn, &call_id, now))
+        }
+        ClientMessage::Accept { call_id, sdp } => {
+            route(shared, |h, now| h.accept(conn, &call_id, sdp, now))
+        }
+        ClientMessage::Reject { call_id, reason } => {
+            route(shared, |h, now| h.reject(conn, &call_id, reason, now))
+        }
+        ClientMessage::Cancel { call_id } => route(shared, |h, now| h.cancel(conn, &call_id, now)),
+        ClientMessage::Hangup { call_id, reason } => {
+            route(shared, |h, now| h.hangup(conn, &call_id, reason, now))
+        }
         ClientMessage::Candidate { call_id, candidate } => {
-            hub().candidate(conn, &call_id, candidate)
+            route(shared, |h, _| h.candidate(conn, &call_id, candidate))
         }
-        ClientMessage::Update { call_id, kind, sdp } => hub().update(conn, &call_id, kind, sdp),
-        ClientMessage::Stats { call_id, quality } => hub().stats(conn, &call_id, quality),
+        ClientMessage::Update { call_id, kind, sdp } => {
+            route(shared, |h, _| h.update(conn, &call_id, kind, sdp))
+        }
+        ClientMessage::Stats { call_id, quality } => {
+            route(shared, |h, now| h.stats(conn, &call_id, quality, now))
+        }
         _ => Err(HubError {
             code: ErrorCode::UnknownType,
             message: "message type not handled by this server".into(),
             call_id: None,
         }),
-    };
-    arm(shared, timers?);
-    Ok(())
+    }
 }
 
-/// Arms hub timers as tasks that call back into the hub when they fire.
+/// Arms hub timers as tasks that sleep for the configured ring timeout or
+/// reconnect grace, then report the expiry to the hub at that time. Outside
+/// a tokio runtime (a socket dropped while the runtime shuts down) there is
+/// nothing left to time, and the timers are dropped.
 fn arm(shared: &Arc<Shared>, timers: Vec<Timer>) {
+    if timers.is_empty() {
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
     for t in timers {
         let s = shared.clone();
         let delay = match &t {
             Timer::RingTimeout { .. } => s.config.ring_timeout,
             Timer::Grace { .. } => s.config.reconnect_grace,
         };
-        tokio::spawn(async move {
+        rt.spawn(async move {
             tokio::time::sleep(delay).await;
-            let mut hub = s.hub.lock().expect("hub lock");
-            match t {
-                Timer::RingTimeout { call_id } => hub.ring_timeout(&call_id),
-                Timer::Grace {
-                    user,
-                    device,
-                    generation,
-                } => hub.grace_expired(user, &device, generation),
-            }
+            let _ = route(&s, |h, now| {
+                Ok(match t {
+                    Timer::RingTimeout { call_id } => h.ring_timeout(&call_id, now),
+                    Timer::Grace {
+                        user,
+                        device,
+                        generation,
+                    } => h.grace_expired(user, &device, generation, now),
+                })
+            });
         });
     }
 }
@@ -487,3 +642,6 @@ async fn writer_task(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
