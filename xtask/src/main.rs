@@ -2,24 +2,32 @@
 //!
 //! - `cargo xtask setup`: installs what the build and the tests need (Debian
 //!   packages through apt-get, `sudo` only when not root; Node.js/npm when
-//!   there is none; `tauri-driver` through `cargo install`).
+//!   there is none; `tauri-driver` and `cargo-deny` through
+//!   `cargo install --locked`).
 //! - `cargo xtask demo [--headless]`: a local switchboard with demo
 //!   accounts and an echo-test bot, and the desktop app signed in as alice;
 //!   `--headless` makes a scripted call between two phonectls instead.
 //! - `cargo xtask test`: setup, then rustfmt check, the UI's type check,
-//!   build and Vitest tests, clippy `-D warnings`, every Rust test, and the
+//!   build and Vitest tests, clippy `-D warnings`, the supply-chain policy
+//!   (`cargo deny`: bans, licenses, sources), every Rust test, and the
 //!   desktop end-to-end test; prints one summary line per suite and a
-//!   closing `N passed, M failed` line.
+//!   closing `N passed, M failed` line. After each suite it checks that no
+//!   process the suite started is still running (`leftovers.rs`) and fails
+//!   the suite, listing them, when one is.
 //! - `cargo xtask bundle`: the .deb and .rpm installers (Tauri CLI).
 //! - `cargo xtask bench signaling|call|desktop [ARGS]`: the benchmark
 //!   programs (see `docs/benchmarks.md`).
+//! - `cargo xtask fuzz [--seconds N] [TARGET]`: runs the fuzz targets of
+//!   `fuzz/` (cargo-fuzz, libFuzzer) for N seconds each; not part of
+//!   `test`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(about = "Developer tasks of the softphone workspace")]
@@ -48,12 +56,52 @@ enum Task {
     Bundle,
     /// Run a benchmark program and print its table.
     Bench {
-        /// Which benchmark: `signaling`, `call` or `desktop`.
-        which: String,
+        /// Which benchmark.
+        which: Bench,
         /// Arguments passed to the benchmark program (see its --help).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz the parsers (fuzz/, cargo-fuzz and libFuzzer on the stable
+    /// toolchain): every target, or TARGET, for a given time each.
+    Fuzz {
+        /// How long to fuzz each target, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// One target (`cargo fuzz list --fuzz-dir fuzz`); all when omitted.
+        target: Option<String>,
+    },
+}
+
+/// The benchmark programs (docs/benchmarks.md).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Bench {
+    /// The switchboard under load: idle clients, call setups per second,
+    /// relay latency.
+    Signaling,
+    /// One call between two engines: setup time, latency, bandwidth, CPU.
+    Call,
+    /// The desktop app's memory, idle and in a call.
+    Desktop,
+}
+
+impl Bench {
+    /// `(package, bench target)` of the program.
+    fn target(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Signaling => ("switchboard", "signaling"),
+            Self::Call => ("softphone-e2e", "call"),
+            Self::Desktop => ("softphone", "desktop_memory"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Signaling => "signaling",
+            Self::Call => "call",
+            Self::Desktop => "desktop",
+        }
+    }
 }
 
 /// Debian packages needed to build and test, with the reason for each.
@@ -127,17 +175,32 @@ fn run() -> Result<bool> {
         Task::Test => test(),
         Task::Demo { headless } => demo::run(headless),
         Task::Bundle => bundle().map(|_| true),
-        Task::Bench { which, args } => bench(&which, &args).map(|_| true),
+        Task::Bench { which, args } => bench(which, &args).map(|_| true),
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
     }
 }
 
 mod demo;
+mod fuzz;
+mod leftovers;
+
+/// This run's tag (`SOFTPHONE_XTASK_RUN`), set by `test`: every command the
+/// xtask starts then carries it, and so does every process below them.
+static RUN_TAG: OnceLock<String> = OnceLock::new();
+
+/// `cmd` with this run's tag in its environment, when there is one.
+fn tagged(mut cmd: Command) -> Command {
+    if let Some(tag) = RUN_TAG.get() {
+        cmd.env(leftovers::RUN_VAR, tag);
+    }
+    cmd
+}
 
 /// `cargo` without the variables `cargo run` set for this program: build
 /// scripts (ring's) track `CARGO_MANIFEST_DIR`, so passing it on would make
 /// every build from the xtask rebuild what a plain `cargo build` built.
 pub(crate) fn cargo() -> Command {
-    let mut c = Command::new("cargo");
+    let mut c = tagged(Command::new("cargo"));
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
         let from_cargo_run = k.starts_with("CARGO_PKG_")
@@ -221,18 +284,43 @@ pub(crate) fn setup() -> Result<()> {
     apt(&args)
 }
 
+/// `program --version` runs and succeeds.
+fn has(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `cargo install --locked <args>` of a tool the tasks need, when `cargo
+/// <subcommand> --version` (or `<program> --version`) does not run.
+pub(crate) fn cargo_install(probe: (&str, &[&str]), args: &[&str], why: &str) -> Result<()> {
+    if has(probe.0, probe.1) {
+        return Ok(());
+    }
+    let name = args.last().copied().unwrap_or("?");
+    println!("setup: installing {name} ({why}) with cargo install");
+    let ok = cargo()
+        .args(["install", "--locked"])
+        .args(args)
+        .status()
+        .context("running cargo install")?
+        .success();
+    if !ok {
+        bail!("installing {name} failed");
+    }
+    Ok(())
+}
+
 /// Installs what is not a Debian package of this list: Node.js and npm
-/// (Debian's, only when there is no `node` at all) for the UI, and
-/// `tauri-driver` (from crates.io) for the desktop end-to-end tests.
-fn setup_tools(need_driver: bool) -> Result<()> {
-    let has = |cmd: &str| {
-        Command::new(cmd)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
+/// (Debian's, only when there is no `node` at all) for the UI; with
+/// `test_tools`, `tauri-driver` (WebDriver for the desktop end-to-end
+/// tests) and `cargo-deny` (the supply-chain suite), from crates.io.
+fn setup_tools(test_tools: bool) -> Result<()> {
+    let has = |cmd: &str| has(cmd, &[]);
     if !has("node") || !has("npm") {
         println!("setup: installing nodejs and npm (Debian) to build and test the UI");
         let sudo = !is_root();
@@ -261,18 +349,17 @@ fn setup_tools(need_driver: bool) -> Result<()> {
             bail!("installing nodejs and npm failed");
         }
     }
-    if need_driver && !has("tauri-driver") {
-        println!(
-            "setup: installing tauri-driver (WebDriver for the desktop app) with cargo install"
-        );
-        let ok = cargo()
-            .args(["install", "--locked", "--version", "^2", "tauri-driver"])
-            .status()
-            .context("running cargo install")?
-            .success();
-        if !ok {
-            bail!("installing tauri-driver failed");
-        }
+    if test_tools {
+        cargo_install(
+            ("tauri-driver", &[]),
+            &["--version", "^2", "tauri-driver"],
+            "WebDriver for the desktop app",
+        )?;
+        cargo_install(
+            ("cargo", &["deny"]),
+            &["cargo-deny"],
+            "the supply-chain checks",
+        )?;
     }
     Ok(())
 }
@@ -295,7 +382,7 @@ pub(crate) fn ui_build() -> Result<()> {
     };
     if stale {
         println!("ui: npm install");
-        let ok = Command::new("npm")
+        let ok = tagged(Command::new("npm"))
             .args(["install", "--no-audit", "--no-fund"])
             .current_dir("ui")
             .status()
@@ -305,7 +392,7 @@ pub(crate) fn ui_build() -> Result<()> {
             bail!("npm install failed in ui/");
         }
     }
-    let ok = Command::new("npm")
+    let ok = tagged(Command::new("npm"))
         .args(["run", "build"])
         .current_dir("ui")
         .status()
@@ -323,20 +410,34 @@ struct Suite {
     passed: u64,
     failed: u64,
     secs: f64,
+    /// Processes the suite left running (they fail it).
+    leftovers: usize,
 }
 
 fn test() -> Result<bool> {
     setup()?;
     setup_tools(true)?;
+    let tag = RUN_TAG.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{}-{nanos}", std::process::id())
+    });
     let mut suites = Vec::new();
     let mut step = |name: &'static str, run: &mut dyn FnMut() -> Result<(u64, u64, bool)>| {
+        let before = leftovers::snapshot();
         let t = Instant::now();
         let (passed, failed, ok) = run()?;
+        let left = leftovers::check(&before, tag, leftovers::SETTLE);
+        report_leftovers(name, &left);
+        let ok = ok && left.is_empty();
         suites.push(Suite {
             name,
             passed,
             failed: if ok { failed } else { failed.max(1) },
             secs: t.elapsed().as_secs_f64(),
+            leftovers: left.len(),
         });
         anyhow::Ok(())
     };
@@ -372,6 +473,23 @@ fn test() -> Result<bool> {
             "cargo clippy",
         )
     })?;
+    // Bans (wildcards), licenses and sources of the whole crate graph, per
+    // deny.toml. Not `advisories`: its database is on GitHub, which the
+    // project's machines cannot reach (see deny.toml).
+    step("deny", &mut || {
+        status(
+            cargo().args([
+                "deny",
+                "--workspace",
+                "--locked",
+                "check",
+                "bans",
+                "licenses",
+                "sources",
+            ]),
+            "cargo deny",
+        )
+    })?;
     // Every binary and test target, with the same feature resolution as
     // `cargo test --workspace` (so nothing is built twice): the process
     // tests and the desktop test run the binaries.
@@ -390,8 +508,12 @@ fn test() -> Result<bool> {
 
     println!();
     for s in &suites {
+        let left = match s.leftovers {
+            0 => String::new(),
+            n => format!(", {n} processes left running"),
+        };
         println!(
-            "{}: {} passed, {} failed ({:.0} s)",
+            "{}: {} passed, {} failed ({:.0} s{left})",
             s.name, s.passed, s.failed, s.secs
         );
     }
@@ -401,53 +523,142 @@ fn test() -> Result<bool> {
     Ok(failed == 0)
 }
 
-/// Runs Vitest in ui/ and counts its tests (`Tests  N passed | M failed`).
-fn ui_tests() -> Result<(u64, u64, bool)> {
-    let mut child = Command::new("npm")
-        .args(["test", "--silent"])
-        .current_dir("ui")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running npm test")?;
-    let out = child.stdout.take().context("no stdout")?;
-    let (mut passed, mut failed) = (0, 0);
-    for line in BufReader::new(out).lines() {
-        let line = line?;
-        println!("{line}");
-        let plain = strip_ansi(&line);
-        if let Some(rest) = plain.trim().strip_prefix("Tests ") {
-            for part in rest.split('|') {
-                let mut w = part.split_whitespace();
-                if let (Some(n), Some(label)) = (w.next(), w.next()) {
-                    let n: u64 = n.parse().unwrap_or(0);
-                    match label {
-                        "passed" => passed = n,
-                        "failed" => failed = n,
-                        _ => {}
-                    }
-                }
-            }
-        }
+/// Prints what a suite left running, then stops those of them that carry
+/// this run's tag (certainly ours) so that the next suite starts clean.
+fn report_leftovers(suite: &str, left: &[leftovers::Leftover]) {
+    if left.is_empty() {
+        return;
     }
-    let ok = child.wait()?.success();
-    Ok((passed, failed, ok))
+    eprintln!(
+        "\n{suite}: {} processes it started are still running {} s after it ended \
+         (every test must stop what it starts, also when it fails):",
+        left.len(),
+        leftovers::SETTLE.as_secs()
+    );
+    for l in left {
+        let whose = if l.tagged {
+            ""
+        } else {
+            "  [without this run's tag: cleared its environment, or another program's]"
+        };
+        eprintln!(
+            "  pid {:>7} {:>8} kB  {}{whose}",
+            l.pid(),
+            l.rss_kb,
+            l.command
+        );
+    }
+    let ours: Vec<&leftovers::Leftover> = left.iter().filter(|l| l.tagged).collect();
+    if !ours.is_empty() {
+        eprintln!("{suite}: stopping the {} tagged ones", ours.len());
+        leftovers::stop(&ours);
+    }
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
+/// Vitest's JSON report (`--reporter=json`): the totals it starts with.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VitestReport {
+    num_passed_tests: u64,
+    num_failed_tests: u64,
+    success: bool,
+    #[serde(default)]
+    test_results: Vec<VitestFile>,
+}
+
+/// One test file of a [`VitestReport`].
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VitestFile {
+    name: String,
+    status: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    assertion_results: Vec<VitestTest>,
+}
+
+/// One test of a [`VitestFile`].
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VitestTest {
+    full_name: String,
+    status: String,
+}
+
+impl VitestReport {
+    /// `(passed, failed)`; a file that failed outside any test (it did not
+    /// load) counts as one failed test.
+    fn counts(&self) -> (u64, u64) {
+        let broken_files = self
+            .test_results
+            .iter()
+            .filter(|f| {
+                f.status == "failed" && f.assertion_results.iter().all(|t| t.status != "failed")
+            })
+            .count() as u64;
+        (self.num_passed_tests, self.num_failed_tests + broken_files)
+    }
+
+    /// What failed, one line each.
+    fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in &self.test_results {
+            let failed: Vec<&VitestTest> = f
+                .assertion_results
+                .iter()
+                .filter(|t| t.status == "failed")
+                .collect();
+            if failed.is_empty() && f.status == "failed" {
+                let first = f.message.lines().next().unwrap_or("");
+                out.push(format!("{}: {first}", f.name));
             }
-        } else {
-            out.push(c);
+            out.extend(
+                failed
+                    .iter()
+                    .map(|t| format!("{}: {}", f.name, t.full_name)),
+            );
+        }
+        out
+    }
+}
+
+/// Runs Vitest in ui/ with its usual console output and a JSON report
+/// (`--reporter=default --reporter=json`), and counts tests from the report.
+fn ui_tests() -> Result<(u64, u64, bool)> {
+    let report = workspace_root()?.join("target/xtask/vitest.json");
+    std::fs::create_dir_all(report.parent().context("report dir")?)?;
+    // Never read the report of an earlier run.
+    let _ = std::fs::remove_file(&report);
+    let ok = tagged(Command::new("npm"))
+        .args([
+            "test",
+            "--silent",
+            "--",
+            "--reporter=default",
+            "--reporter=json",
+        ])
+        .arg(format!("--outputFile.json={}", report.display()))
+        .current_dir("ui")
+        .status()
+        .context("running npm test")?
+        .success();
+    let parsed: Result<VitestReport> = std::fs::read_to_string(&report)
+        .with_context(|| format!("Vitest wrote no JSON report at {}", report.display()))
+        .and_then(|text| serde_json::from_str(&text).context("reading Vitest's JSON report"));
+    match parsed {
+        Ok(r) => {
+            let (passed, failed) = r.counts();
+            for f in r.failures() {
+                eprintln!("ui-tests: failed: {f}");
+            }
+            Ok((passed, failed, ok && r.success))
+        }
+        Err(e) => {
+            eprintln!("ui-tests: {e:#}");
+            Ok((0, 1, false))
         }
     }
-    out
 }
 
 /// The desktop end-to-end test (tests/desktop.rs), reported as its own suite.
@@ -483,17 +694,13 @@ fn count(s: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn bench(which: &str, args: &[String]) -> Result<()> {
-    let (package, target) = match which {
-        "signaling" => ("switchboard", "signaling"),
-        "call" => ("softphone-e2e", "call"),
-        "desktop" => ("softphone", "desktop_memory"),
-        other => bail!("unknown bench `{other}` (known: signaling, call, desktop)"),
-    };
-    if which == "desktop" {
+fn bench(which: Bench, args: &[String]) -> Result<()> {
+    let (package, target) = which.target();
+    let name = which.name();
+    if which == Bench::Desktop {
         ui_build()?;
     }
-    if which != "signaling" {
+    if which != Bench::Signaling {
         // The call and desktop benches run a release phonectl as the peer.
         let ok = cargo()
             .args(["build", "--release", "-p", "phonectl"])
@@ -508,9 +715,9 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         .args(["bench", "-p", package, "--bench", target, "--"])
         .args(args)
         .status()
-        .with_context(|| format!("running the {which} bench"))?;
+        .with_context(|| format!("running the {name} bench"))?;
     if !status.success() {
-        bail!("{which} bench failed");
+        bail!("{name} bench failed");
     }
     Ok(())
 }
@@ -548,7 +755,7 @@ fn bundle() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cargo, count, workspace_root};
+    use super::{Cli, VitestReport, cargo, count, workspace_root};
     use std::os::unix::fs::PermissionsExt;
 
     /// The xtask is what installs the system packages, so it must build
@@ -566,17 +773,18 @@ mod tests {
             let path = shims.join(tool);
             std::fs::write(
                 &path,
-                format!("#!/bin/sh\necho \"{tool} is not installed on a fresh machine\" >&2\nexit 1\n"),
+                format!(
+                    "#!/bin/sh\necho \"{tool} is not installed on a fresh machine\" >&2\nexit 1\n"
+                ),
             )
             .unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let empty = shims.join("empty");
         std::fs::create_dir(&empty).unwrap();
-        let path = std::env::join_paths(
-            std::iter::once(shims.clone())
-                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-        )
+        let path = std::env::join_paths(std::iter::once(shims.clone()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
         .unwrap();
         let out = cargo()
             .current_dir(&root)
@@ -598,6 +806,64 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli =
+            <Cli as clap::Parser>::try_parse_from(["xtask", "bench", "call", "--", "--calls", "3"])
+                .expect("bench call parses");
+        assert!(matches!(
+            cli.task,
+            super::Task::Bench {
+                which: super::Bench::Call,
+                ..
+            }
+        ));
+        assert!(<Cli as clap::Parser>::try_parse_from(["xtask", "bench", "nope"]).is_err());
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "xtask",
+            "fuzz",
+            "--seconds",
+            "5",
+            "client_frame",
+        ])
+        .expect("fuzz parses");
+        assert!(
+            matches!(cli.task, super::Task::Fuzz { seconds: 5, target: Some(ref t) } if t == "client_frame")
+        );
+    }
+
+    /// Vitest's JSON report as `vitest run --reporter=json` writes it (v3),
+    /// cut down: one passing file, one with a failing test, one that did
+    /// not load.
+    #[test]
+    fn reads_vitest_json_reports() {
+        let report: VitestReport = serde_json::from_str(
+            r#"{"numTotalTestSuites":4,"numPassedTestSuites":2,"numFailedTestSuites":2,
+            "numPendingTestSuites":0,"numTotalTests":3,"numPassedTests":2,"numFailedTests":1,
+            "numPendingTests":0,"numTodoTests":0,"startTime":1,"success":false,
+            "testResults":[
+              {"name":"/ui/src/a.test.ts","status":"passed","message":"","startTime":1,"endTime":2,
+               "assertionResults":[{"ancestorTitles":[],"fullName":"a works","status":"passed","title":"a works","duration":1,"failureMessages":[],"meta":{}}]},
+              {"name":"/ui/src/b.test.ts","status":"failed","message":"","startTime":1,"endTime":2,
+               "assertionResults":[
+                 {"ancestorTitles":["b"],"fullName":"b adds","status":"passed","title":"adds","failureMessages":[],"meta":{}},
+                 {"ancestorTitles":["b"],"fullName":"b subtracts","status":"failed","title":"subtracts","failureMessages":["expected 1 to be 2"],"meta":{}}]},
+              {"name":"/ui/src/c.test.ts","status":"failed","message":"Failed to load url ./missing","startTime":1,"endTime":2,"assertionResults":[]}
+            ]}"#,
+        )
+        .expect("report");
+        assert_eq!(report.counts(), (2, 2));
+        assert!(!report.success);
+        assert_eq!(
+            report.failures(),
+            vec![
+                "/ui/src/b.test.ts: b subtracts".to_string(),
+                "/ui/src/c.test.ts: Failed to load url ./missing".to_string(),
+            ]
+        );
+    }
 
     #[test]
     fn counts_cargo_test_result_lines() {
