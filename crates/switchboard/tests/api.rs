@@ -75,6 +75,7 @@ async fn expired_tokens_are_refused_over_http_and_websocket() {
     let token = srv.login("acme", "alice").await;
     let (status, _) = srv.get("/v1/me", Some(&token)).await;
     assert_eq!(status, 200);
+    // Time passes until the token's lifetime is over.
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let (status, body) = srv.get("/v1/me", Some(&token)).await;
     assert_eq!(
@@ -253,9 +254,10 @@ async fn history_is_paginated_newest_first() {
     for i in 0..5 {
         alice.invite(&format!("h{i}"), "bob").await; // bob offline: ends at once
         alice.expect("call.ended").await;
+        // Distinct creation times, so that the order is the invite order.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // call.ended is held until the end is committed (protocol.md §8.2).
     let (_, p1) = srv.get("/v1/calls?limit=2", Some(&alice.token)).await;
     let ids = |p: &serde_json::Value| -> Vec<String> {
         p["calls"]

@@ -54,6 +54,7 @@ async fn full_call_relays_sdp_candidates_updates_and_keeps_a_cdr() {
     bob.send(json!({"type": "call.update", "call_id": "call-1", "kind": "answer", "sdp": "v=0\r\na=recvonly\r\n"})).await;
     assert_eq!(alice.expect("call.update").await["kind"], "answer");
 
+    // Let the call last, so that its duration is measurable.
     tokio::time::sleep(Duration::from_millis(300)).await;
     alice.hangup("call-1").await;
     let measured = answered_at.elapsed().as_millis() as i64;
@@ -66,10 +67,12 @@ async fn full_call_relays_sdp_candidates_updates_and_keeps_a_cdr() {
         c.send(json!({"type": "call.stats", "id": "s", "call_id": "call-1", "rtt_ms": 3.5, "jitter_ms": 1.0, "loss_pct": 0.0, "mos": 4.4})).await;
         c.assert_usable().await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
-    let (status, rec) = srv.get("/v1/calls/call-1", Some(&bob.token)).await;
-    assert_eq!(status, 200, "{rec}");
+    // Stats are written asynchronously (no frame waits for them).
+    let rec = srv
+        .await_record(&bob.token, "call-1", |r| {
+            !r["caller_quality"].is_null() && !r["callee_quality"].is_null()
+        })
+        .await;
     assert_eq!(rec["end_reason"], "completed");
     assert_eq!(rec["ended_by"], "alice");
     assert_eq!(rec["answered_device"], "b1");
@@ -131,7 +134,7 @@ async fn ring_timeout_ends_as_no_answer_and_is_a_missed_call() {
         assert_eq!(e["reason"], "no_answer");
         assert!(e.get("by").is_none());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // call.ended is held until the end is committed (protocol.md §8.2).
     let (_, hist) = srv.get("/v1/calls", Some(&bob.token)).await;
     let rec = &hist["calls"][0];
     assert_eq!(rec["end_reason"], "no_answer");
@@ -146,7 +149,7 @@ async fn callee_offline_is_unavailable() {
     alice.invite("nobody-home", "bob").await;
     let e = alice.expect("call.ended").await;
     assert_eq!(e["reason"], "unavailable");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // call.ended is held until the end is committed (protocol.md §8.2).
     let (_, rec) = srv.get("/v1/calls/nobody-home", Some(&alice.token)).await;
     assert_eq!(rec["end_reason"], "unavailable");
     let bob = srv.login("acme", "bob").await;
@@ -171,11 +174,17 @@ async fn callee_busy_on_every_device_or_in_dnd_is_busy() {
     let mut dave = srv.client("dave", "d1").await;
     dave.send(json!({"type": "presence.set", "status": "dnd"}))
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Dave hears his own status once the hub has it.
+    loop {
+        let p = dave.recv_any().await;
+        if p["type"] == "presence" && p["user"]["user"] == "dave" && p["status"] == "dnd" {
+            break;
+        }
+    }
     alice.invite("to-dnd-dave", "dave").await;
     assert_eq!(alice.expect("call.rejected").await["reason"], "busy");
     dave.expect_silence(200).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // call.rejected is held until the end is committed (protocol.md §8.2).
     let (_, rec) = srv.get("/v1/calls/to-dnd-dave", Some(&alice.token)).await;
     assert_eq!(rec["end_reason"], "busy");
 }
@@ -200,7 +209,7 @@ async fn reject_and_busy_reject_reach_the_caller() {
     bob.send(json!({"type": "call.reject", "call_id": "declined-busy", "reason": "busy"}))
         .await;
     assert_eq!(alice.expect("call.rejected").await["reason"], "busy");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // call.rejected is held until the end is committed (protocol.md §8.2).
     let (_, rec) = srv.get("/v1/calls/declined", Some(&alice.token)).await;
     assert_eq!(rec["end_reason"], "rejected");
     assert_eq!(rec["ended_by"], "bob");
@@ -223,7 +232,7 @@ async fn caller_cancel_while_ringing_is_cancelled_and_missed() {
     for c in [&mut alice, &mut bob] {
         assert_eq!(c.expect("call.ended").await["reason"], "cancelled");
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // call.ended is held until the end is committed (protocol.md §8.2).
     let (_, rec) = srv.get("/v1/calls/oops", Some(&bob.token)).await;
     assert_eq!(rec["end_reason"], "cancelled");
     assert_eq!(rec["missed"], true);
@@ -263,7 +272,7 @@ async fn glare_resolves_to_one_call() {
     loser.accept(survivor).await;
     winner.expect("call.accepted").await;
     loser.expect("call.accepted").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // call.accepted is held until the answer is committed (protocol.md §8.2).
     let (_, hist) = srv.get("/v1/calls", Some(&alice.token)).await;
     assert_eq!(hist["calls"].as_array().unwrap().len(), 1, "{hist}");
 }
@@ -277,7 +286,7 @@ async fn dropped_socket_gets_a_grace_period_and_resumes_on_the_same_device() {
     let token = bob.token.clone();
     drop(bob); // the socket drops without a close frame
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    srv.await_connections(1).await; // the server saw it go
     alice.send(json!({"type": "call.update", "call_id": "survivor", "kind": "offer", "sdp": "v=0\r\na=ice-restart\r\n"})).await;
     alice.expect_silence(300).await; // no call.ended: the call stays up
 
@@ -304,7 +313,7 @@ async fn a_party_that_does_not_come_back_ends_the_call_as_failed() {
     drop(bob);
     let e = alice.expect("call.ended").await;
     assert_eq!(e["reason"], "failed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // call.ended is held until the end is committed (protocol.md §8.2).
     let (_, rec) = srv.get("/v1/calls/lost", Some(&alice.token)).await;
     assert_eq!(rec["end_reason"], "failed");
 }
@@ -382,7 +391,7 @@ async fn a_call_that_ends_during_grace_is_told_on_return() {
     answered_call(&mut alice, &mut bob, "ended-away").await;
     let token = bob.token.clone();
     drop(bob);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    srv.await_connections(1).await; // the server saw it go
     alice.hangup("ended-away").await;
     assert_eq!(alice.expect("call.ended").await["reason"], "completed");
     let mut bob = srv.connect(&token, "bob", "b1").await;

@@ -114,6 +114,47 @@ impl TestServer {
         )
     }
 
+    /// Polls `GET /v1/calls/{call_id}` (as the holder of `token`) until the
+    /// record satisfies `done`, for writes that no frame waits for (e.g.
+    /// `call.stats`); panics with the last record after 5 s.
+    pub async fn await_record(
+        &self,
+        token: &str,
+        call_id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, rec) = self.get(&format!("/v1/calls/{call_id}"), Some(token)).await;
+            if status == 200 && done(&rec) {
+                return rec;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "call {call_id}: record not as expected within 5 s: {status} {rec}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Polls the `switchboard_connections` gauge until it is `n`, i.e. the
+    /// server has seen sockets open or close; panics after 5 s.
+    pub async fn await_connections(&self, n: usize) {
+        let want = format!("switchboard_connections {n}\n");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, text) = self.get("/v1/metrics", None).await;
+            if text.as_str().is_some_and(|t| t.contains(&want)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not {n} connections within 5 s: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn login(&self, tenant: &str, user: &str) -> String {
         login_at(&self.base, tenant, user).await
     }
