@@ -18,7 +18,7 @@ use softphone_protocol::{
     CallDirection, CallQuality, CallRecord, EndReason, UNKNOWN_USER, UserRef, valid_call_id,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 use tokio::sync::{mpsc, watch};
 
 use crate::{Error, now_ms};
@@ -56,7 +56,7 @@ pub enum TokenRefusal {
 }
 
 /// A user row, as the admin commands list it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct UserRow {
     /// User key.
     pub id: UserId,
@@ -71,7 +71,7 @@ pub struct UserRow {
 }
 
 /// A user looked up for login.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct LoginCandidate {
     /// User key.
     pub user_id: UserId,
@@ -88,6 +88,38 @@ pub struct Callee {
     pub user_id: UserId,
     /// Names.
     pub user: UserRef,
+}
+
+/// A user's key and names, as routing and the directory read them.
+#[derive(FromRow)]
+struct NamesRow {
+    id: UserId,
+    username: String,
+    display_name: String,
+}
+
+impl From<NamesRow> for Callee {
+    fn from(r: NamesRow) -> Self {
+        Self {
+            user_id: r.id,
+            user: UserRef {
+                user: r.username,
+                display_name: r.display_name,
+            },
+        }
+    }
+}
+
+/// A session joined with its user, as `hello` and the HTTP API resolve it.
+#[derive(FromRow)]
+struct TokenRow {
+    expires_at_ms: i64,
+    user_id: UserId,
+    tenant_id: TenantId,
+    tenant: String,
+    username: String,
+    display_name: String,
+    disabled: bool,
 }
 
 /// The store: a pool over the SQLite file.
@@ -159,18 +191,17 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn list_tenants(&self) -> Result<Vec<String>, Error> {
-        let rows = sqlx::query("SELECT name FROM tenants ORDER BY name")
+        let names = sqlx::query_scalar("SELECT name FROM tenants ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(names)
     }
 
     async fn tenant_id(&self, tenant: &str) -> Result<TenantId, Error> {
-        sqlx::query("SELECT id FROM tenants WHERE name = ?")
+        sqlx::query_scalar("SELECT id FROM tenants WHERE name = ?")
             .bind(tenant)
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| r.get(0))
             .ok_or_else(|| Error::NotFound(format!("no tenant `{tenant}`")))
     }
 
@@ -260,8 +291,8 @@ impl Store {
             Some(t) => Some(self.tenant_id(t).await?),
             None => None,
         };
-        let rows = sqlx::query(
-            "SELECT u.id, t.name, u.username, u.display_name, u.disabled
+        let rows = sqlx::query_as(
+            "SELECT u.id, t.name AS tenant, u.username, u.display_name, u.disabled
              FROM users u JOIN tenants t ON t.id = u.tenant_id
              WHERE ?1 IS NULL OR u.tenant_id = ?1
              ORDER BY t.name, u.username",
@@ -269,16 +300,7 @@ impl Store {
         .bind(tenant_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| UserRow {
-                id: r.get(0),
-                tenant: r.get(1),
-                username: r.get(2),
-                display_name: r.get(3),
-                disabled: r.get::<i64, _>(4) != 0,
-            })
-            .collect())
+        Ok(rows)
     }
 
     /// Disables (or re-enables) a user. Disabling also revokes every token of
@@ -329,19 +351,15 @@ impl Store {
         tenant: &str,
         username: &str,
     ) -> Result<Option<LoginCandidate>, Error> {
-        let row = sqlx::query(
-            "SELECT u.id, u.password_hash, u.disabled FROM users u
+        let row = sqlx::query_as(
+            "SELECT u.id AS user_id, u.password_hash, u.disabled FROM users u
              JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ? AND u.username = ?",
         )
         .bind(tenant)
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| LoginCandidate {
-            user_id: r.get(0),
-            password_hash: r.get(1),
-            disabled: r.get::<i64, _>(2) != 0,
-        }))
+        Ok(row)
     }
 
     /// Finds an enabled user of a tenant by user name.
@@ -353,7 +371,7 @@ impl Store {
         tenant_id: TenantId,
         username: &str,
     ) -> Result<Option<Callee>, Error> {
-        let row = sqlx::query(
+        let row: Option<NamesRow> = sqlx::query_as(
             "SELECT id, username, display_name FROM users
              WHERE tenant_id = ? AND username = ? AND disabled = 0",
         )
@@ -361,13 +379,7 @@ impl Store {
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| Callee {
-            user_id: r.get(0),
-            user: UserRef {
-                user: r.get(1),
-                display_name: r.get(2),
-            },
-        }))
+        Ok(row.map(Callee::from))
     }
 
     /// Enabled users of a tenant whose user or display name contains `query`
@@ -382,7 +394,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Callee>, Error> {
         let pattern = format!("%{}%", query.replace(['%', '_'], ""));
-        let rows = sqlx::query(
+        let rows: Vec<NamesRow> = sqlx::query_as(
             "SELECT id, username, display_name FROM users
              WHERE tenant_id = ?1 AND disabled = 0
                AND (username LIKE ?2 OR display_name LIKE ?2)
@@ -390,19 +402,10 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(pattern)
-        .bind(limit as i64)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Callee {
-                user_id: r.get(0),
-                user: UserRef {
-                    user: r.get(1),
-                    display_name: r.get(2),
-                },
-            })
-            .collect())
+        Ok(rows.into_iter().map(Callee::from).collect())
     }
 
     // ---- sessions -----------------------------------------------------------
@@ -446,8 +449,9 @@ impl Store {
         if token.is_empty() || token.len() > 128 {
             return Ok(Err(TokenRefusal::Unknown));
         }
-        let row = sqlx::query(
-            "SELECT s.expires_at_ms, u.id, u.tenant_id, t.name, u.username, u.display_name, u.disabled
+        let row: Option<TokenRow> = sqlx::query_as(
+            "SELECT s.expires_at_ms, u.id AS user_id, u.tenant_id, t.name AS tenant,
+                    u.username, u.display_name, u.disabled
              FROM sessions s JOIN users u ON u.id = s.user_id JOIN tenants t ON t.id = u.tenant_id
              WHERE s.token_hash = ?",
         )
@@ -457,22 +461,22 @@ impl Store {
         let Some(r) = row else {
             return Ok(Err(TokenRefusal::Unknown));
         };
-        let expires: i64 = r.get(0);
-        if r.get::<i64, _>(6) != 0 {
+        if r.disabled {
             return Ok(Err(TokenRefusal::Unknown));
         }
-        if expires as u64 <= now_ms() {
+        let expires = u64::try_from(r.expires_at_ms).unwrap_or(0);
+        if expires <= now_ms() {
             return Ok(Err(TokenRefusal::Expired));
         }
         Ok(Ok(AuthedUser {
-            user_id: r.get(1),
-            tenant_id: r.get(2),
-            tenant: r.get(3),
+            user_id: r.user_id,
+            tenant_id: r.tenant_id,
+            tenant: r.tenant,
             user: UserRef {
-                user: r.get(4),
-                display_name: r.get(5),
+                user: r.username,
+                display_name: r.display_name,
             },
-            token_expires_at_ms: expires as u64,
+            token_expires_at_ms: expires,
         }))
     }
 
@@ -512,10 +516,10 @@ impl Store {
     pub async fn recover_unfinished_calls(&self) -> Result<u64, Error> {
         let now = now_ms() as i64;
         let mut tx = self.pool.begin().await?;
-        let heartbeat: Option<i64> = sqlx::query("SELECT at_ms FROM server_heartbeat WHERE id = 1")
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.get(0));
+        let heartbeat: Option<i64> =
+            sqlx::query_scalar("SELECT at_ms FROM server_heartbeat WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
         let bound = heartbeat.unwrap_or(now).min(now);
         let done = sqlx::query(
             "UPDATE calls SET end_reason = 'failed',
@@ -574,14 +578,14 @@ impl Store {
                AND (c.created_at_ms < ?2 OR (c.created_at_ms = ?2 AND c.id < ?3))
              ORDER BY c.created_at_ms DESC, c.id DESC LIMIT ?4"
         );
-        let rows = sqlx::query(&sql)
+        let rows: Vec<CallRow> = sqlx::query_as(&sql)
             .bind(user_id)
             .bind(before_ms)
             .bind(before_id)
             .bind(limit + 1)
             .fetch_all(&self.pool)
             .await?;
-        let mut calls: Vec<CallRecord> = rows.iter().map(|r| call_record(r, user_id)).collect();
+        let mut calls: Vec<CallRecord> = rows.into_iter().map(|r| r.record(user_id)).collect();
         let next = if calls.len() as i64 > limit {
             calls.truncate(limit as usize);
             calls
@@ -604,12 +608,12 @@ impl Store {
     ) -> Result<Option<CallRecord>, Error> {
         let sql =
             format!("{CALL_SELECT} WHERE c.id = ?2 AND (c.caller_id = ?1 OR c.callee_id = ?1)");
-        let row = sqlx::query(&sql)
+        let row: Option<CallRow> = sqlx::query_as(&sql)
             .bind(user_id)
             .bind(call_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| call_record(&r, user_id)))
+        Ok(row.map(|r| r.record(user_id)))
     }
 
     /// Whether a call record with this id exists (in any tenant): call ids are
@@ -742,12 +746,17 @@ impl Store {
     }
 }
 
-const CALL_SELECT: &str = "SELECT c.id, c.caller_id, cu.username, cu.display_name,
-       ce.username, ce.display_name, c.answered_device, c.created_at_ms, c.ringing_at_ms,
-       c.answered_at_ms, c.ended_at_ms, c.duration_ms, c.end_reason, eb.username,
-       qa.rtt_ms, qa.jitter_ms, qa.loss_pct, qa.mos, qa.send_kbps, qa.recv_kbps,
-       qb.rtt_ms, qb.jitter_ms, qb.loss_pct, qb.mos, qb.send_kbps, qb.recv_kbps,
-       qa.posted_at_ms, qb.posted_at_ms
+const CALL_SELECT: &str = "SELECT c.id AS call_id, c.caller_id,
+       cu.username AS caller_name, cu.display_name AS caller_display,
+       ce.username AS callee_name, ce.display_name AS callee_display,
+       c.answered_device, c.created_at_ms, c.ringing_at_ms, c.answered_at_ms,
+       c.ended_at_ms, c.duration_ms, c.end_reason, eb.username AS ended_by,
+       qa.rtt_ms AS qa_rtt_ms, qa.jitter_ms AS qa_jitter_ms, qa.loss_pct AS qa_loss_pct,
+       qa.mos AS qa_mos, qa.send_kbps AS qa_send_kbps, qa.recv_kbps AS qa_recv_kbps,
+       qa.posted_at_ms AS qa_posted_at_ms,
+       qb.rtt_ms AS qb_rtt_ms, qb.jitter_ms AS qb_jitter_ms, qb.loss_pct AS qb_loss_pct,
+       qb.mos AS qb_mos, qb.send_kbps AS qb_send_kbps, qb.recv_kbps AS qb_recv_kbps,
+       qb.posted_at_ms AS qb_posted_at_ms
      FROM calls c
      LEFT JOIN users cu ON cu.id = c.caller_id
      LEFT JOIN users ce ON ce.id = c.callee_id
@@ -755,48 +764,87 @@ const CALL_SELECT: &str = "SELECT c.id, c.caller_id, cu.username, cu.display_nam
      LEFT JOIN call_quality qa ON qa.call_id = c.id AND qa.user_id = c.caller_id
      LEFT JOIN call_quality qb ON qb.call_id = c.id AND qb.user_id = c.callee_id";
 
-fn call_record(r: &sqlx::sqlite::SqliteRow, me: UserId) -> CallRecord {
-    let user = |name: Option<String>, display: Option<String>| UserRef {
-        user: name.unwrap_or_else(|| UNKNOWN_USER.into()),
-        display_name: display.unwrap_or_else(|| UNKNOWN_USER.into()),
-    };
-    let quality = |base: usize, posted: usize| -> Option<CallQuality> {
-        r.get::<Option<i64>, _>(posted)?;
-        Some(CallQuality {
-            rtt_ms: r.get(base),
-            jitter_ms: r.get(base + 1),
-            loss_pct: r.get(base + 2),
-            mos: r.get(base + 3),
-            send_kbps: r.get(base + 4),
-            recv_kbps: r.get(base + 5),
-        })
-    };
-    let opt_u64 = |i: usize| r.get::<Option<i64>, _>(i).map(|v| v as u64);
-    let direction = if r.get::<i64, _>(1) == me {
-        CallDirection::Outgoing
-    } else {
-        CallDirection::Incoming
-    };
-    let answered_at_ms = opt_u64(9);
-    let end_reason = r
-        .get::<Option<String>, _>(12)
-        .and_then(|s| EndReason::parse(&s));
-    CallRecord {
-        call_id: r.get(0),
-        direction,
-        caller: user(r.get(2), r.get(3)),
-        callee: user(r.get(4), r.get(5)),
-        answered_device: r.get(6),
-        created_at_ms: r.get::<i64, _>(7) as u64,
-        ringing_at_ms: opt_u64(8),
-        answered_at_ms,
-        ended_at_ms: opt_u64(10),
-        duration_ms: opt_u64(11),
-        end_reason,
-        ended_by: r.get(13),
-        missed: end_reason.is_some_and(|e| e.is_missed(direction, answered_at_ms.is_some())),
-        caller_quality: quality(14, 26),
-        callee_quality: quality(20, 27),
+/// One row of [`CALL_SELECT`]: a call with its parties' names (absent for a
+/// deleted user) and each party's last quality summary (`qa_` the caller's,
+/// `qb_` the callee's; `*_posted_at_ms` absent when none was posted).
+#[derive(FromRow)]
+struct CallRow {
+    call_id: String,
+    caller_id: UserId,
+    caller_name: Option<String>,
+    caller_display: Option<String>,
+    callee_name: Option<String>,
+    callee_display: Option<String>,
+    answered_device: Option<String>,
+    created_at_ms: i64,
+    ringing_at_ms: Option<i64>,
+    answered_at_ms: Option<i64>,
+    ended_at_ms: Option<i64>,
+    duration_ms: Option<i64>,
+    end_reason: Option<String>,
+    ended_by: Option<String>,
+    qa_rtt_ms: Option<f64>,
+    qa_jitter_ms: Option<f64>,
+    qa_loss_pct: Option<f64>,
+    qa_mos: Option<f64>,
+    qa_send_kbps: Option<f64>,
+    qa_recv_kbps: Option<f64>,
+    qa_posted_at_ms: Option<i64>,
+    qb_rtt_ms: Option<f64>,
+    qb_jitter_ms: Option<f64>,
+    qb_loss_pct: Option<f64>,
+    qb_mos: Option<f64>,
+    qb_send_kbps: Option<f64>,
+    qb_recv_kbps: Option<f64>,
+    qb_posted_at_ms: Option<i64>,
+}
+
+impl CallRow {
+    /// The record as `me` sees it (direction, missed).
+    fn record(self, me: UserId) -> CallRecord {
+        let user = |name: Option<String>, display: Option<String>| UserRef {
+            user: name.unwrap_or_else(|| UNKNOWN_USER.into()),
+            display_name: display.unwrap_or_else(|| UNKNOWN_USER.into()),
+        };
+        let ms = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        let direction = if self.caller_id == me {
+            CallDirection::Outgoing
+        } else {
+            CallDirection::Incoming
+        };
+        let answered_at_ms = ms(self.answered_at_ms);
+        let end_reason = self.end_reason.as_deref().and_then(EndReason::parse);
+        CallRecord {
+            direction,
+            caller: user(self.caller_name, self.caller_display),
+            callee: user(self.callee_name, self.callee_display),
+            answered_device: self.answered_device,
+            created_at_ms: ms(Some(self.created_at_ms)).unwrap_or(0),
+            ringing_at_ms: ms(self.ringing_at_ms),
+            answered_at_ms,
+            ended_at_ms: ms(self.ended_at_ms),
+            duration_ms: ms(self.duration_ms),
+            end_reason,
+            ended_by: self.ended_by,
+            missed: end_reason.is_some_and(|e| e.is_missed(direction, answered_at_ms.is_some())),
+            caller_quality: self.qa_posted_at_ms.map(|_| CallQuality {
+                rtt_ms: self.qa_rtt_ms,
+                jitter_ms: self.qa_jitter_ms,
+                loss_pct: self.qa_loss_pct,
+                mos: self.qa_mos,
+                send_kbps: self.qa_send_kbps,
+                recv_kbps: self.qa_recv_kbps,
+            }),
+            callee_quality: self.qb_posted_at_ms.map(|_| CallQuality {
+                rtt_ms: self.qb_rtt_ms,
+                jitter_ms: self.qb_jitter_ms,
+                loss_pct: self.qb_loss_pct,
+                mos: self.qb_mos,
+                send_kbps: self.qb_send_kbps,
+                recv_kbps: self.qb_recv_kbps,
+            }),
+            call_id: self.call_id,
+        }
     }
 }
 
@@ -1090,6 +1138,102 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn call_records_map_every_column_from_each_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let t = store.add_tenant("acme").await.unwrap();
+        let a = store
+            .add_user("acme", "a", "Ann", "password1")
+            .await
+            .unwrap();
+        let b = store
+            .add_user("acme", "b", "Ben", "password1")
+            .await
+            .unwrap();
+        let (mut q, mut committed, task) = CdrWriter::start(store.clone(), || {});
+        let writes = [
+            CdrWrite::Created {
+                call_id: "c1".into(),
+                tenant_id: t,
+                caller_id: a,
+                callee_id: b,
+                caller_device: "da".into(),
+                at_ms: 1_000,
+            },
+            CdrWrite::Ringing {
+                call_id: "c1".into(),
+                at_ms: 1_100,
+            },
+            CdrWrite::Answered {
+                call_id: "c1".into(),
+                device: "db".into(),
+                at_ms: 2_000,
+            },
+            CdrWrite::Quality {
+                call_id: "c1".into(),
+                user_id: a,
+                quality: CallQuality {
+                    mos: Some(4.2),
+                    rtt_ms: Some(12.5),
+                    ..CallQuality::default()
+                },
+                at_ms: 9_000,
+            },
+            CdrWrite::Ended {
+                call_id: "c1".into(),
+                at_ms: 7_000,
+                reason: EndReason::Failed,
+                by: None,
+            },
+        ];
+        let mut last = 0;
+        for (i, w) in writes.into_iter().enumerate() {
+            last = q.push(i as u64 + 1, w);
+        }
+        committed.wait_for(|c| *c >= last).await.unwrap();
+        drop(q);
+        task.await.unwrap();
+
+        let out = store.call_of(a, "c1").await.unwrap().unwrap();
+        assert_eq!(
+            out,
+            CallRecord {
+                call_id: "c1".into(),
+                direction: CallDirection::Outgoing,
+                caller: UserRef {
+                    user: "a".into(),
+                    display_name: "Ann".into()
+                },
+                callee: UserRef {
+                    user: "b".into(),
+                    display_name: "Ben".into()
+                },
+                answered_device: Some("db".into()),
+                created_at_ms: 1_000,
+                ringing_at_ms: Some(1_100),
+                answered_at_ms: Some(2_000),
+                ended_at_ms: Some(7_000),
+                duration_ms: Some(5_000),
+                end_reason: Some(EndReason::Failed),
+                ended_by: None,
+                missed: false,
+                caller_quality: Some(CallQuality {
+                    mos: Some(4.2),
+                    rtt_ms: Some(12.5),
+                    ..CallQuality::default()
+                }),
+                callee_quality: None,
+            }
+        );
+        let incoming = store.call_of(b, "c1").await.unwrap().unwrap();
+        assert_eq!(incoming.direction, CallDirection::Incoming);
+        assert!(!incoming.missed, "answered, so not missed");
+        let (page, next) = store.calls_of(b, None, 10).await.unwrap();
+        assert_eq!((page, next), (vec![incoming], None));
+        assert!(store.call_of(a, "other").await.unwrap().is_none());
     }
 
     #[tokio::test]
