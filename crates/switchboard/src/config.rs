@@ -1,30 +1,79 @@
-//! Server configuration: built-in defaults, overridden by an optional TOML
-//! file, overridden by `SWITCHBOARD_*` environment variables and flags (the
-//! binary merges those; see `switchboard serve --help`).
+//! Server configuration, layered once: built-in defaults, then an optional
+//! TOML file, then the environment (`SWITCHBOARD_*`), then flags; each layer
+//! wins over the ones before it.
+//!
+//! [`Config`] is the one shape of all layers: its serde names are the TOML
+//! keys (durations in whole seconds, `*_secs`), and the binary's flags and
+//! environment variables carry the same names (`--ring-timeout-secs`,
+//! `SWITCHBOARD_RING_TIMEOUT_SECS`). [`Config::layered`] merges the file
+//! under the values the binary parsed from its flags and environment, with
+//! figment, and fills what is left from [`Config::default`].
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! data_dir = "/var/lib/switchboard"
+//! token_ttl_secs = 86400
+//! ring_timeout_secs = 45
+//! stun_urls = ["stun:turn.example.org:3478"]
+//! turn_urls = ["turn:turn.example.org:3478?transport=udp"]
+//! turn_secret = "change me"
+//! log_format = "json"
+//! ```
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Error;
 
-/// Everything [`crate::run`] needs to know.
-#[derive(Debug, Clone)]
+/// How the binary writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the server needs to know. Build it with
+/// [`Config::with_data_dir`] (tests, embedding) or [`Config::layered`] (the
+/// binary); every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Directory of the SQLite file (`switchboard.db`).
+    /// Directory of the SQLite file (`switchboard.db`). Default: the OS data
+    /// directory ([`crate::default_data_dir`]).
     pub data_dir: PathBuf,
-    /// Lifetime of a login token. Default 24 h.
+    /// Address the binary listens on. Default `127.0.0.1:8080`. [`crate::run`]
+    /// serves the listener it is given and does not read this.
+    pub listen: SocketAddr,
+    /// Log format of the binary. Default text.
+    pub log_format: LogFormat,
+    /// Lifetime of a login token. Default 24 h. Key `token_ttl_secs`.
+    #[serde(rename = "token_ttl_secs", deserialize_with = "secs")]
     pub token_ttl: Duration,
     /// How long an invite rings before it ends as `no_answer`. Default 45 s.
+    /// Key `ring_timeout_secs`.
+    #[serde(rename = "ring_timeout_secs", deserialize_with = "secs")]
     pub ring_timeout: Duration,
     /// How long a call survives its party's socket dropping. Default 30 s.
+    /// Key `reconnect_grace_secs`.
+    #[serde(rename = "reconnect_grace_secs", deserialize_with = "secs")]
     pub reconnect_grace: Duration,
     /// Keepalive period told to clients; silence for 3× closes. Default 20 s.
+    /// Key `heartbeat_secs`.
+    #[serde(rename = "heartbeat_secs", deserialize_with = "secs")]
     pub heartbeat: Duration,
     /// Time a new socket has to send a good `hello` before it is closed with
     /// 4003. Default 10 s; not an operator setting (docs/protocol.md §3.3),
     /// tests shorten it.
+    #[serde(skip)]
     pub hello_timeout: Duration,
     /// STUN URLs handed to clients, e.g. `stun:stun.example.org:3478`.
     pub stun_urls: Vec<String>,
@@ -33,7 +82,8 @@ pub struct Config {
     /// Shared secret with the TURN server (coturn `static-auth-secret`);
     /// without it no TURN entry is handed out.
     pub turn_secret: Option<String>,
-    /// Lifetime of TURN credentials. Default 1 h.
+    /// Lifetime of TURN credentials. Default 1 h. Key `turn_ttl_secs`.
+    #[serde(rename = "turn_ttl_secs", deserialize_with = "secs")]
     pub turn_ttl: Duration,
     /// Logins allowed per account per minute. Default 10.
     pub login_per_account_per_min: u32,
@@ -47,11 +97,25 @@ pub struct Config {
     pub trust_forwarded_for: bool,
 }
 
+/// A duration given in whole seconds.
+fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+impl Default for Config {
+    /// The defaults, with the OS data directory.
+    fn default() -> Self {
+        Self::with_data_dir(crate::default_data_dir())
+    }
+}
+
 impl Config {
     /// Defaults with the given data directory.
     pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: dir.into(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            log_format: LogFormat::Text,
             token_ttl: Duration::from_secs(24 * 3600),
             ring_timeout: Duration::from_secs(45),
             reconnect_grace: Duration::from_secs(30),
@@ -68,42 +132,27 @@ impl Config {
         }
     }
 
-    /// Applies the values set in a TOML file over these.
-    pub fn apply_file(&mut self, f: &FileConfig) {
-        let secs = |v: Option<u64>, d: &mut Duration| {
-            if let Some(v) = v {
-                *d = Duration::from_secs(v);
-            }
-        };
-        if let Some(d) = &f.data_dir {
-            self.data_dir = d.clone();
+    /// The configuration from its layers: [`Config::default`], overridden by
+    /// the TOML file `file` (when given), overridden by `overrides`, the
+    /// values taken from the environment and flags (a struct or map with the
+    /// keys of the file; leave out what was not given, e.g. with
+    /// `#[serde(skip_serializing_if = "Option::is_none")]`). A list given in
+    /// a later layer replaces the earlier one.
+    ///
+    /// Does not [`validate`](Self::validate).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file or the key: the file is missing or
+    /// is not TOML, a key is unknown, or a value has the wrong type.
+    pub fn layered(file: Option<&Path>, overrides: impl Serialize) -> Result<Self, Error> {
+        let mut layers = Figment::new();
+        if let Some(path) = file {
+            layers = layers.merge(Toml::file_exact(path));
         }
-        secs(f.token_ttl_secs, &mut self.token_ttl);
-        secs(f.ring_timeout_secs, &mut self.ring_timeout);
-        secs(f.reconnect_grace_secs, &mut self.reconnect_grace);
-        secs(f.heartbeat_secs, &mut self.heartbeat);
-        secs(f.turn_ttl_secs, &mut self.turn_ttl);
-        if let Some(v) = &f.stun_urls {
-            self.stun_urls = v.clone();
-        }
-        if let Some(v) = &f.turn_urls {
-            self.turn_urls = v.clone();
-        }
-        if f.turn_secret.is_some() {
-            self.turn_secret = f.turn_secret.clone();
-        }
-        if let Some(v) = f.login_per_account_per_min {
-            self.login_per_account_per_min = v;
-        }
-        if let Some(v) = f.login_per_ip_per_min {
-            self.login_per_ip_per_min = v;
-        }
-        if let Some(v) = f.frames_per_sec {
-            self.frames_per_sec = v;
-        }
-        if let Some(v) = f.trust_forwarded_for {
-            self.trust_forwarded_for = v;
-        }
+        layers
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// Checks values that would make the server misbehave.
@@ -146,61 +195,102 @@ impl Config {
     }
 }
 
-/// The optional TOML configuration file (`--config FILE`); every key is
-/// optional and named as in [`Config`] (durations in seconds).
-///
-/// ```toml
-/// listen = "0.0.0.0:8080"
-/// data_dir = "/var/lib/switchboard"
-/// token_ttl_secs = 86400
-/// ring_timeout_secs = 45
-/// stun_urls = ["stun:turn.example.org:3478"]
-/// turn_urls = ["turn:turn.example.org:3478?transport=udp"]
-/// turn_secret = "change me"
-/// ```
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Listen address, e.g. `"127.0.0.1:8080"`.
-    pub listen: Option<String>,
-    /// Data directory.
-    pub data_dir: Option<PathBuf>,
-    /// Token lifetime, s.
-    pub token_ttl_secs: Option<u64>,
-    /// Ring timeout, s.
-    pub ring_timeout_secs: Option<u64>,
-    /// Reconnect grace, s.
-    pub reconnect_grace_secs: Option<u64>,
-    /// Heartbeat, s.
-    pub heartbeat_secs: Option<u64>,
-    /// STUN URLs.
-    pub stun_urls: Option<Vec<String>>,
-    /// TURN URLs.
-    pub turn_urls: Option<Vec<String>>,
-    /// TURN shared secret.
-    pub turn_secret: Option<String>,
-    /// TURN credential lifetime, s.
-    pub turn_ttl_secs: Option<u64>,
-    /// Logins per account per minute.
-    pub login_per_account_per_min: Option<u32>,
-    /// Logins per IP per minute.
-    pub login_per_ip_per_min: Option<u32>,
-    /// Frames per socket per second.
-    pub frames_per_sec: Option<u32>,
-    /// Trust `X-Forwarded-For`.
-    pub trust_forwarded_for: Option<bool>,
-    /// Log format: `"text"` or `"json"`.
-    pub log_format: Option<String>,
-}
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
 
-impl FileConfig {
-    /// Reads and parses a TOML file.
-    ///
-    /// # Errors
-    /// [`Error::Config`] with the file name and the parser's message.
-    pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn nothing_given_is_the_defaults() {
+        let c = Config::layered(None, json!({})).unwrap();
+        assert_eq!(c.data_dir, crate::default_data_dir());
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.ring_timeout, Duration::from_secs(45));
+        assert_eq!(c.reconnect_grace, Duration::from_secs(30));
+        assert_eq!(c.heartbeat, Duration::from_secs(20));
+        assert_eq!(c.hello_timeout, Duration::from_secs(10));
+        assert_eq!(c.token_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_file_wins_over_defaults_and_overrides_win_over_the_file() {
+        let f = file(
+            r#"
+            data_dir = "/srv/sb"
+            listen = "0.0.0.0:9000"
+            ring_timeout_secs = 20
+            heartbeat_secs = 7
+            stun_urls = ["stun:a:3478", "stun:b:3478"]
+            trust_forwarded_for = true
+            log_format = "json"
+            "#,
+        );
+        let c = Config::layered(Some(f.path()), json!({})).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/sb"));
+        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.ring_timeout, Duration::from_secs(20));
+        assert_eq!(c.heartbeat, Duration::from_secs(7));
+        assert_eq!(c.stun_urls, ["stun:a:3478", "stun:b:3478"]);
+        assert!(c.trust_forwarded_for);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.reconnect_grace, Duration::from_secs(30), "untouched");
+
+        let over = json!({"heartbeat_secs": 3, "stun_urls": ["stun:c:3478"], "data_dir": "/x"});
+        let c = Config::layered(Some(f.path()), over).unwrap();
+        assert_eq!(c.heartbeat, Duration::from_secs(3));
+        assert_eq!(c.stun_urls, ["stun:c:3478"], "a later list replaces");
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+        assert_eq!(c.ring_timeout, Duration::from_secs(20), "from the file");
+    }
+
+    #[test]
+    fn bad_files_and_values_are_refused_with_their_name() {
+        let typo = file("ring_timout_secs = 20\n");
+        let e = Config::layered(Some(typo.path()), json!({})).unwrap_err();
+        assert!(e.to_string().contains("ring_timout_secs"), "{e}");
+        let e = Config::layered(None, json!({"hello_timeout": 1})).unwrap_err();
+        assert!(
+            e.to_string().contains("hello_timeout"),
+            "not a setting: {e}"
+        );
+        let e = Config::layered(None, json!({"heartbeat_secs": "soon"})).unwrap_err();
+        assert!(e.to_string().contains("heartbeat_secs"), "{e}");
+        let e = Config::layered(None, json!({"log_format": "xml"})).unwrap_err();
+        assert!(e.to_string().contains("xml"), "{e}");
+        let missing = Path::new("/nonexistent/switchboard.toml");
+        let e = Config::layered(Some(missing), json!({})).unwrap_err();
+        assert!(e.to_string().contains("switchboard.toml"), "{e}");
+        let not_toml = file("this is not = = toml");
+        assert!(Config::layered(Some(not_toml.path()), json!({})).is_err());
+    }
+
+    #[test]
+    fn validation_names_the_bad_value() {
+        let mut c = Config::with_data_dir("/tmp");
+        c.turn_urls = vec!["turn:t:3478".into()];
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("turn_secret")
+        );
+        c.turn_secret = Some("s".into());
+        assert!(c.validate().is_ok());
+        c.hello_timeout = Duration::ZERO;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("hello_timeout")
+        );
     }
 }

@@ -41,7 +41,7 @@ mod metrics;
 pub mod store;
 mod ws;
 
-pub use config::{Config, FileConfig};
+pub use config::{Config, LogFormat};
 pub use store::Store;
 
 /// Errors of the switchboard library.

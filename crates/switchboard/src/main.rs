@@ -1,13 +1,12 @@
 //! `switchboard`: the signaling server binary and its admin commands.
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
-use switchboard::{Config, FileConfig, Store};
+use anyhow::Context;
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use serde::Serialize;
+use switchboard::{Config, LogFormat, Store};
 
 /// Switchboard: signaling server of the softphone.
 ///
@@ -16,8 +15,9 @@ use switchboard::{Config, FileConfig, Store};
 /// a TLS-terminating reverse proxy in production.
 ///
 /// Every option can also be set through the environment (SWITCHBOARD_<NAME>,
-/// e.g. SWITCHBOARD_LISTEN) or the TOML file given with --config; flags win
-/// over the environment, which wins over the file.
+/// e.g. SWITCHBOARD_LISTEN) or the TOML file given with --config (keys named
+/// like the options, e.g. ring_timeout_secs); flags win over the
+/// environment, which wins over the file.
 #[derive(Parser, Debug)]
 #[command(version, propagate_version = true)]
 struct Cli {
@@ -27,14 +27,19 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Args, Debug, Clone)]
+/// Options of every command. Serialized, they are the flags-and-environment
+/// layer of the configuration (absent values leave the file's or the
+/// default).
+#[derive(Args, Debug, Clone, Serialize)]
 struct Common {
     /// Directory of the SQLite database [default: the OS data dir, e.g.
     /// ~/.local/share/switchboard].
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
-    /// TOML configuration file (see docs/operations.md for the keys).
+    /// TOML configuration file (keys as in README.md, "Running Switchboard").
     #[arg(long, env = "SWITCHBOARD_CONFIG", global = true)]
+    #[serde(skip)]
     config: Option<PathBuf>,
 }
 
@@ -50,22 +55,29 @@ enum Command {
     User(UserCmd),
 }
 
-#[derive(Args, Debug, Default)]
+/// Options of `serve`, named as the TOML keys. Serialized, they join
+/// [`Common`] in the flags-and-environment layer.
+#[derive(Parser, Debug, Clone, Serialize)]
 struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
-    listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<std::net::SocketAddr>,
     /// Login token lifetime in seconds [default: 86400].
     #[arg(long, env = "SWITCHBOARD_TOKEN_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     token_ttl_secs: Option<u64>,
     /// Seconds an invite rings before it ends as no_answer [default: 45].
     #[arg(long, env = "SWITCHBOARD_RING_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     ring_timeout_secs: Option<u64>,
     /// Seconds a call survives a party's dropped socket [default: 30].
     #[arg(long, env = "SWITCHBOARD_RECONNECT_GRACE_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     reconnect_grace_secs: Option<u64>,
     /// Keepalive period told to clients, seconds [default: 20].
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     heartbeat_secs: Option<u64>,
     /// STUN URL handed to clients (repeatable; comma-separated in the env).
     #[arg(
@@ -73,6 +85,7 @@ struct ServeArgs {
         env = "SWITCHBOARD_STUN_URLS",
         value_delimiter = ','
     )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     stun_urls: Vec<String>,
     /// TURN URL handed to clients (repeatable; needs --turn-secret).
     #[arg(
@@ -80,28 +93,56 @@ struct ServeArgs {
         env = "SWITCHBOARD_TURN_URLS",
         value_delimiter = ','
     )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     turn_urls: Vec<String>,
     /// Shared secret with the TURN server (coturn static-auth-secret).
     #[arg(long, env = "SWITCHBOARD_TURN_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     turn_secret: Option<String>,
     /// Lifetime of TURN credentials in seconds [default: 3600].
     #[arg(long, env = "SWITCHBOARD_TURN_TTL_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     turn_ttl_secs: Option<u64>,
     /// Logins allowed per account per minute [default: 10].
     #[arg(long, env = "SWITCHBOARD_LOGIN_PER_ACCOUNT_PER_MIN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     login_per_account_per_min: Option<u32>,
     /// Logins allowed per client IP per minute [default: 60].
     #[arg(long, env = "SWITCHBOARD_LOGIN_PER_IP_PER_MIN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     login_per_ip_per_min: Option<u32>,
     /// Frames a socket may send per second [default: 50].
     #[arg(long, env = "SWITCHBOARD_FRAMES_PER_SEC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     frames_per_sec: Option<u32>,
     /// Take client IPs from X-Forwarded-For (only behind a proxy that sets it).
     #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     trust_forwarded_for: bool,
-    /// Log format: text or json [default: text].
-    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
-    log_format: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// The options of a plain `switchboard` (no subcommand): `serve` with no
+    /// flags, so only the environment sets them.
+    fn from_env() -> Result<Self, clap::Error> {
+        let cmd = ServeArgs::command().no_binary_name(true);
+        let matches = cmd.try_get_matches_from(std::iter::empty::<String>())?;
+        ServeArgs::from_arg_matches(&matches)
+    }
+}
+
+/// The flags-and-environment layer: the common options and, when serving,
+/// those of `serve`.
+#[derive(Serialize)]
+struct Overrides<'a> {
+    #[serde(flatten)]
+    common: &'a Common,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    serve: Option<&'a ServeArgs>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,91 +205,41 @@ enum UserCmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let file = match &cli.common.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
     let serve = match &cli.command {
-        Some(Command::Serve(a)) => Some(a),
-        None => None,
-        _ => None,
+        Some(Command::Serve(a)) => Some(a.clone()),
+        None => Some(ServeArgs::from_env()?),
+        Some(_) => None,
     };
-    let default_serve = ServeArgs::default();
-    let log_format = serve
-        .unwrap_or(&default_serve)
-        .log_format
-        .clone()
-        .or(file.log_format.clone())
-        .unwrap_or_else(|| "text".into());
-    init_logging(&log_format)?;
+    let overrides = Overrides {
+        common: &cli.common,
+        serve: serve.as_ref(),
+    };
+    let config = Config::layered(cli.common.config.as_deref(), overrides)?;
+    init_logging(config.log_format);
 
-    let mut config = Config::with_data_dir(switchboard::default_data_dir());
-    config.apply_file(&file);
-    if let Some(d) = &cli.common.data_dir {
-        config.data_dir = d.clone();
-    }
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
-        None => rt.block_on(serve_main(config, &file, &default_serve)),
-        Some(Command::Serve(a)) => rt.block_on(serve_main(config, &file, &a)),
+        None | Some(Command::Serve(_)) => rt.block_on(serve_main(config)),
         Some(Command::Tenant(t)) => rt.block_on(tenant_cmd(config, t)),
         Some(Command::User(u)) => rt.block_on(user_cmd(config, u)),
     }
 }
 
-fn init_logging(format: &str) -> anyhow::Result<()> {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        "json" => builder.json().init(),
-        "text" => builder.init(),
-        other => bail!("unknown log format `{other}` (text or json)"),
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
-    Ok(())
 }
 
-async fn serve_main(mut config: Config, file: &FileConfig, a: &ServeArgs) -> anyhow::Result<()> {
-    let secs = |v: Option<u64>, d: &mut Duration| {
-        if let Some(v) = v {
-            *d = Duration::from_secs(v);
-        }
-    };
-    secs(a.token_ttl_secs, &mut config.token_ttl);
-    secs(a.ring_timeout_secs, &mut config.ring_timeout);
-    secs(a.reconnect_grace_secs, &mut config.reconnect_grace);
-    secs(a.heartbeat_secs, &mut config.heartbeat);
-    secs(a.turn_ttl_secs, &mut config.turn_ttl);
-    if !a.stun_urls.is_empty() {
-        config.stun_urls = a.stun_urls.clone();
-    }
-    if !a.turn_urls.is_empty() {
-        config.turn_urls = a.turn_urls.clone();
-    }
-    if a.turn_secret.is_some() {
-        config.turn_secret = a.turn_secret.clone();
-    }
-    if let Some(v) = a.login_per_account_per_min {
-        config.login_per_account_per_min = v;
-    }
-    if let Some(v) = a.login_per_ip_per_min {
-        config.login_per_ip_per_min = v;
-    }
-    if let Some(v) = a.frames_per_sec {
-        config.frames_per_sec = v;
-    }
-    config.trust_forwarded_for |= a.trust_forwarded_for;
+async fn serve_main(config: Config) -> anyhow::Result<()> {
     config.validate()?;
-    let listen = a
-        .listen
-        .clone()
-        .or(file.listen.clone())
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let addr: SocketAddr = listen
-        .parse()
-        .with_context(|| format!("bad listen address `{listen}`"))?;
+    let addr = config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

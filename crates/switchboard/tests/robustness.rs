@@ -294,6 +294,90 @@ fn start_binary(data: &std::path::Path) -> Proc {
     Proc { child, base }
 }
 
+/// The binary with exactly `args` (no `--data-dir` unless given) and the
+/// `SWITCHBOARD_*` variables `envs` (others removed); its URL once it listens.
+fn start_configured(args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SWITCHBOARD_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .env("SWITCHBOARD_LOG", "warn")
+        .envs(envs.iter().copied())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    Proc { child, base }
+}
+
+#[tokio::test]
+async fn configuration_layers_flags_over_environment_over_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(admin(&data, &["tenant", "add", "acme"], None).0);
+    let add = [
+        "user",
+        "add",
+        "--tenant",
+        "acme",
+        "--user",
+        "alice",
+        "--display-name",
+        "Alice",
+        "--password-stdin",
+    ];
+    assert!(admin(&data, &add, Some(PW)).0);
+    // The file alone says where the data is and where to listen.
+    let file = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nheartbeat_secs = 7\nlogin_per_ip_per_min = 1000\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    let heartbeat_ms = |p: Proc| async move {
+        let token = login_at(&p.base, "acme", "alice").await;
+        let ws_url = format!("{}/v1/ws", p.base.replace("http://", "ws://"));
+        let alice = connect_at(&ws_url, &token, "alice", "a1").await;
+        drop(p);
+        alice.welcome["heartbeat_ms"].as_u64().unwrap()
+    };
+    let env = [("SWITCHBOARD_HEARTBEAT_SECS", "5")];
+    // File over defaults; with no subcommand `serve` is meant.
+    let p = start_configured(&["--config", config], &[]);
+    assert_eq!(heartbeat_ms(p).await, 7_000);
+    // The environment over the file.
+    let p = start_configured(&["--config", config], &env);
+    assert_eq!(heartbeat_ms(p).await, 5_000);
+    // A flag over the environment; the config file may come from it too.
+    let both = [env[0], ("SWITCHBOARD_CONFIG", config)];
+    let p = start_configured(&["serve", "--heartbeat-secs", "3"], &both);
+    assert_eq!(heartbeat_ms(p).await, 3_000);
+
+    // A key the server does not know is refused, naming it.
+    std::fs::write(&file, "heartbeat_sec = 7\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--config", config, "tenant", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("heartbeat_sec"), "{err}");
+}
+
 #[tokio::test]
 async fn admin_commands_manage_tenants_and_users() {
     let dir = tempfile::tempdir().unwrap();
