@@ -8,11 +8,11 @@
 //! from what the Rust types generate; `UPDATE_BINDINGS=1` rewrites it.
 
 use serde::{Deserialize, Serialize};
-use softphone_engine::EngineEvent;
 use softphone_engine::call::CallState;
 use softphone_engine::media::MediaStats;
+use softphone_engine::{AuthRefusal, DisconnectReason, EngineEvent};
 use softphone_protocol::{
-    CallQuality, CallRecord, DirectoryEntry, EndReason, ErrorCode, Presence, UserRef,
+    CallDirection, CallQuality, CallRecord, DirectoryEntry, EndReason, ErrorCode, Presence, UserRef,
 };
 use ts_rs::TS;
 
@@ -312,21 +312,23 @@ impl From<softphone_engine::EngineError> for UiError {
     fn from(e: softphone_engine::EngineError) -> Self {
         use softphone_engine::EngineError as E;
         match e {
-            E::Signaling(m) => Self::new(
+            E::Unreachable { .. } | E::Protocol { .. } => Self::new(
                 ErrorKind::Unreachable,
-                format!("Can't reach the server. {m}"),
+                format!("Can't reach the server. ({e})"),
             ),
-            E::Unauthorized(m) => Self::new(
+            E::Unauthorized(why) => Self::new(
                 ErrorKind::Unauthorized,
-                format!("Sign-in refused or expired — sign in again. ({m})"),
+                format!("Sign-in refused or expired — sign in again. ({why})"),
             ),
-            E::Credentials(m) => Self::new(
+            E::Credentials(source) => Self::new(
                 ErrorKind::Credentials,
-                format!("The system keyring refused: {m}"),
+                format!("The system keyring refused: {source}"),
             ),
             E::UnknownCall(_) => Self::new(ErrorKind::InvalidState, "That call is already over."),
             E::InvalidState(m) => Self::new(ErrorKind::InvalidState, m),
-            E::Media(m) => Self::new(ErrorKind::Other, format!("Audio connection failed: {m}")),
+            E::Media { .. } | E::Negotiation(_) => {
+                Self::new(ErrorKind::Other, format!("Audio connection failed: {e}"))
+            }
             E::Stopped => Self::new(ErrorKind::InvalidState, "Not signed in."),
             other => Self::new(ErrorKind::Other, other.to_string()),
         }
@@ -340,12 +342,15 @@ pub fn typescript() -> String {
         UserRef::decl(&cfg),
         Presence::decl(&cfg),
         EndReason::decl(&cfg),
+        CallDirection::decl(&cfg),
         ErrorCode::decl(&cfg),
         CallQuality::decl(&cfg),
         DirectoryEntry::decl(&cfg),
         CallRecord::decl(&cfg),
         CallState::decl(&cfg),
         MediaStats::decl(&cfg),
+        AuthRefusal::decl(&cfg),
+        DisconnectReason::decl(&cfg),
         EngineEvent::decl(&cfg),
         SessionInfo::decl(&cfg),
         CallView::decl(&cfg),

@@ -253,7 +253,9 @@ impl Shell {
                 "The server URL starts with http:// or https://",
             ));
         }
-        let login = softphone_engine::login(&server, tenant.trim(), user.trim(), password).await?;
+        let login =
+            softphone_engine::api::Api::login(&server, tenant.trim(), user.trim(), password)
+                .await?;
         let account = account_key(&server, &login.tenant, &login.user.user);
         if let Err(e) = self.tokens.save(&account, &login.token) {
             notice(
@@ -320,14 +322,10 @@ impl Shell {
         token: String,
     ) -> Result<SessionInfo, UiError> {
         let device_id = lock(&self.inner).settings.device_id.clone();
-        let config = EngineConfig {
-            server: server.to_string(),
-            token: token.clone(),
-            device_id: device_id.clone(),
-            device_name: format!("Softphone on {}", hostname()),
-            media: MediaOptions {
-                loopback_only: std::env::var_os("SOFTPHONE_ICE_LOOPBACK").is_some(),
-            },
+        let mut config = EngineConfig::new(server, &token, &device_id);
+        config.endpoint_name = format!("Softphone on {}", hostname());
+        config.media = MediaOptions {
+            loopback_only: std::env::var_os("SOFTPHONE_ICE_LOOPBACK").is_some(),
         };
         let (engine, mut events) = Engine::connect(config).await?;
         // The first event is `Registered`, with who we are.
@@ -626,7 +624,7 @@ impl Shell {
             )),
             None => None,
         };
-        engine.set_devices(call_id, source, sink).await?;
+        engine.set_audio_devices(call_id, source, sink).await?;
         Ok(())
     }
 
@@ -716,6 +714,18 @@ impl Shell {
                 inner.online = false;
                 fx.online = Some(false);
             }
+            EngineEvent::Dialing { call_id, to } => {
+                inner.calls.push(CallView {
+                    call_id: call_id.clone(),
+                    peer: to.clone(),
+                    outgoing: true,
+                    state: CallState::Dialing,
+                    muted: false,
+                    answered_at_ms: None,
+                    stats: None,
+                });
+                fx.calls = true;
+            }
             EngineEvent::Incoming { call_id, from } => {
                 inner.calls.push(CallView {
                     call_id: call_id.clone(),
@@ -795,7 +805,7 @@ impl Shell {
                     fx.presence = Some(*status);
                 }
             }
-            EngineEvent::DeviceLost {
+            EngineEvent::AudioDeviceLost {
                 input, replacement, ..
             } => {
                 let what = if *input { "microphone" } else { "headset" };
@@ -814,7 +824,10 @@ impl Shell {
                 fx.calls = true;
                 fx.stop_ring = true;
                 fx.signed_out = true;
-                let expired = reason.starts_with("token refused");
+                let expired = matches!(
+                    reason,
+                    softphone_engine::DisconnectReason::Unauthorized { .. }
+                );
                 if expired && let Some(l) = &live {
                     fx.delete_token = Some(l.account.clone());
                 }
@@ -1028,7 +1041,7 @@ mod tests {
         let (sh, _d) = shell();
         lock(&sh.inner).online = true;
         let fx = sh.apply(&EngineEvent::Reconnecting {
-            reason: "socket closed".into(),
+            detail: "socket closed".into(),
         });
         assert_eq!(fx.online, Some(false));
         let (level, msg) = fx.notice.expect("notice");
@@ -1046,7 +1059,9 @@ mod tests {
             from: bob(),
         });
         let fx = sh.apply(&EngineEvent::Disconnected {
-            reason: "token refused: expired".into(),
+            reason: softphone_engine::DisconnectReason::Unauthorized {
+                refusal: softphone_engine::AuthRefusal::TokenExpired,
+            },
         });
         assert!(fx.signed_out && fx.stop_ring);
         assert!(fx.call_list.is_empty());

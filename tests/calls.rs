@@ -449,7 +449,7 @@ async fn switching_the_input_mid_call_keeps_the_call() {
     assert!((dominant(&b_hears.listen(800).await) - 440.0).abs() < 5.0);
 
     alice
-        .set_devices(&call, Some(Box::new(Tone::new(880.0, -12.0))), None)
+        .set_audio_devices(&call, Some(Box::new(Tone::new(880.0, -12.0))), None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

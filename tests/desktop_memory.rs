@@ -138,7 +138,7 @@ async fn run(samples: usize) {
     let app = PathBuf::from(env!("CARGO_BIN_EXE_softphone"))
         .canonicalize()
         .expect("app path");
-    let login = softphone_engine::login(&srv.base, "acme", "alice", PW)
+    let login = softphone_engine::api::Api::login(&srv.base, "acme", "alice", PW)
         .await
         .expect("login");
     let env = [

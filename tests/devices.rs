@@ -157,7 +157,7 @@ fn a_sound_card_that_vanishes_mid_call_is_replaced_and_the_call_goes_on() {
         assert!(ok, "pactl unload-module failed");
         let (input, replacement) = a_ev
             .wait("device lost", |ev| match ev {
-                EngineEvent::DeviceLost {
+                EngineEvent::AudioDeviceLost {
                     input, replacement, ..
                 } => Some((*input, replacement.clone())),
                 _ => None,

@@ -220,18 +220,13 @@ impl Server {
         user: &str,
         device: &str,
     ) -> (Engine, Events, String) {
-        let login = softphone_engine::login(&self.base, "acme", user, PW)
+        let login = softphone_engine::api::Api::login(&self.base, "acme", user, PW)
             .await
             .expect("login");
-        let (engine, rx) = Engine::connect(EngineConfig {
-            server: via.to_string(),
-            token: login.token.clone(),
-            device_id: device.into(),
-            device_name: format!("{user}'s test device"),
-            media,
-        })
-        .await
-        .expect("connect");
+        let mut config = EngineConfig::new(via, &login.token, device);
+        config.endpoint_name = format!("{user}'s test endpoint");
+        config.media = media;
+        let (engine, rx) = Engine::connect(config).await.expect("connect");
         (engine, Events(rx), login.token)
     }
 }

@@ -1,11 +1,32 @@
-//! The switchboard's HTTP API (`/v1`, see docs/protocol.md) for what is not
-//! signaling: the directory, call history (CDRs), and logout.
+//! The switchboard's HTTP API (`/v1`, docs/protocol.md §2): login, who I
+//! am, the directory, call history (CDRs) and logout. The one place the
+//! engine, phonectl and the desktop app speak HTTP to the switchboard.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), softphone_engine::EngineError> {
+//! use softphone_engine::api::Api;
+//! let login = Api::login("http://127.0.0.1:8080", "acme", "alice", "correct horse").await?;
+//! let api = Api::new("http://127.0.0.1:8080", &login.token);
+//! for call in api.history(20).await? {
+//!     println!("{} {:?}", call.call_id, call.end_reason);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
-use softphone_protocol::{CallRecord, CallsResponse, DirectoryEntry, DirectoryResponse, ErrorBody};
+use std::time::Duration;
 
-use crate::EngineError;
+use softphone_protocol::{
+    CallRecord, CallsResponse, DirectoryEntry, DirectoryResponse, ErrorBody, ErrorCode,
+    LoginRequest, LoginResponse, MeResponse,
+};
 
-/// A signed-in client of the HTTP API: base URL plus bearer token.
+use crate::{AuthRefusal, EngineError};
+
+/// Time one HTTP request may take, connection included: 10 s.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client of the HTTP API: base URL plus bearer token.
 #[derive(Debug, Clone)]
 pub struct Api {
     server: String,
@@ -13,17 +34,94 @@ pub struct Api {
     http: reqwest::Client,
 }
 
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap_or_default()
+}
+
+fn unreachable(url: &str, e: reqwest::Error) -> EngineError {
+    EngineError::Unreachable {
+        url: url.to_string(),
+        source: e.into(),
+    }
+}
+
+/// Turns an HTTP answer into `T`, or the error the server gave.
+async fn read<T: serde::de::DeserializeOwned>(
+    url: &str,
+    resp: reqwest::Response,
+) -> Result<T, EngineError> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return resp.json().await.map_err(|e| EngineError::Protocol {
+            what: format!("unreadable answer from {url}"),
+            source: Some(e.into()),
+        });
+    }
+    let body = resp.json::<ErrorBody>().await.ok();
+    Err(match (status, body) {
+        (_, Some(b)) if b.code == ErrorCode::TokenExpired => {
+            EngineError::Unauthorized(AuthRefusal::TokenExpired)
+        }
+        (401, Some(b)) if b.code == ErrorCode::InvalidCredentials => {
+            EngineError::Unauthorized(AuthRefusal::WrongCredentials)
+        }
+        (401, _) => EngineError::Unauthorized(AuthRefusal::TokenRevoked),
+        (_, Some(b)) => EngineError::Refused {
+            code: b.code,
+            message: b.message,
+        },
+        (s, None) => EngineError::Protocol {
+            what: format!("HTTP {s} from {url}"),
+            source: None,
+        },
+    })
+}
+
 impl Api {
     /// `server` is the base URL (`http://host:port`), `token` the bearer
-    /// token from [`crate::login`].
+    /// token from [`Api::login`].
     pub fn new(server: &str, token: &str) -> Self {
         Self {
             server: server.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http: client(),
+        }
+    }
+
+    /// Logs in with a password (`POST /v1/login`); returns the token, its
+    /// expiry and who we are.
+    ///
+    /// # Errors
+    /// [`EngineError::Unauthorized`] with [`AuthRefusal::WrongCredentials`]
+    /// for a wrong tenant, user or password; [`EngineError::Refused`] with
+    /// `rate_limited` after too many attempts; [`EngineError::Unreachable`]
+    /// when the server cannot be reached.
+    pub async fn login(
+        server: &str,
+        tenant: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<LoginResponse, EngineError> {
+        let url = format!("{}/v1/login", server.trim_end_matches('/'));
+        let resp = client()
+            .post(&url)
+            .json(&LoginRequest {
+                tenant: tenant.into(),
+                user: user.into(),
+                password: password.into(),
+            })
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, e))?;
+        match read(&url, resp).await {
+            // A login refused with 401 is always about the credentials.
+            Err(EngineError::Unauthorized(_)) => {
+                Err(EngineError::Unauthorized(AuthRefusal::WrongCredentials))
+            }
+            other => other,
         }
     }
 
@@ -35,29 +133,25 @@ impl Api {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| EngineError::Signaling(format!("cannot reach {}: {e}", self.server)))?;
-        let status = resp.status().as_u16();
-        if status == 401 {
-            return Err(EngineError::Unauthorized("the token was refused".into()));
-        }
-        if !(200..300).contains(&status) {
-            let msg = match resp.json::<ErrorBody>().await {
-                Ok(b) => b.message,
-                Err(_) => format!("HTTP {status}"),
-            };
-            return Err(EngineError::Signaling(format!("{path}: {msg}")));
-        }
-        resp.json()
-            .await
-            .map_err(|e| EngineError::Signaling(format!("{path}: unreadable answer: {e}")))
+            .map_err(|e| unreachable(&url, e))?;
+        read(&url, resp).await
+    }
+
+    /// Who the token belongs to, with presence and token expiry
+    /// (`GET /v1/me`).
+    ///
+    /// # Errors
+    /// [`EngineError::Unauthorized`] for a refused token,
+    /// [`EngineError::Unreachable`] when the server cannot be reached.
+    pub async fn me(&self) -> Result<MeResponse, EngineError> {
+        self.get("/v1/me").await
     }
 
     /// Users of my tenant whose user or display name contains `query`
     /// (case-insensitive; empty: everybody), with their presence.
     ///
     /// # Errors
-    /// [`EngineError::Unauthorized`] for a refused token,
-    /// [`EngineError::Signaling`] when the server cannot be reached.
+    /// As [`Api::me`].
     pub async fn directory(&self, query: &str) -> Result<Vec<DirectoryEntry>, EngineError> {
         let q: String = query
             .bytes()
@@ -75,7 +169,7 @@ impl Api {
     /// My last `limit` calls (1–200), newest first.
     ///
     /// # Errors
-    /// As [`Api::directory`].
+    /// As [`Api::me`].
     pub async fn history(&self, limit: u32) -> Result<Vec<CallRecord>, EngineError> {
         let r: CallsResponse = self
             .get(&format!("/v1/calls?limit={}", limit.clamp(1, 200)))
@@ -83,18 +177,19 @@ impl Api {
         Ok(r.calls)
     }
 
-    /// Revokes the token on the server (best effort: an unreachable server
-    /// is an error, an already-dead token is not).
+    /// Revokes the token on the server (`POST /v1/logout`). An already
+    /// dead token is not an error.
     ///
     /// # Errors
-    /// [`EngineError::Signaling`] when the server cannot be reached.
+    /// [`EngineError::Unreachable`] when the server cannot be reached.
     pub async fn logout(&self) -> Result<(), EngineError> {
+        let url = format!("{}/v1/logout", self.server);
         self.http
-            .post(format!("{}/v1/logout", self.server))
+            .post(&url)
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| EngineError::Signaling(format!("cannot reach {}: {e}", self.server)))?;
+            .map_err(|e| unreachable(&url, e))?;
         Ok(())
     }
 }

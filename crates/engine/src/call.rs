@@ -11,17 +11,7 @@
 //! side, or both; the call is `Active` again only when neither does.
 
 use serde::{Deserialize, Serialize};
-use softphone_protocol::EndReason;
-
-/// Who placed the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// This side dialled.
-    Outgoing,
-    /// The other side dialled.
-    Incoming,
-}
+use softphone_protocol::{CallDirection as Direction, EndReason};
 
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,8 +26,12 @@ pub fn account_key(server: &str, tenant: &str, user: &str) -> String {
     format!("{}|{tenant}|{user}", server.trim_end_matches('/'))
 }
 
-fn keyring_err(e: keyring::Error) -> EngineError {
-    EngineError::Credentials(e.to_string())
+/// The in-memory map; a panic while it was held cannot leave it half
+/// written (each operation is one map call), so poisoning is ignored.
+fn memory(
+    m: &Mutex<HashMap<String, String>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl TokenStore {
@@ -45,11 +49,9 @@ impl TokenStore {
         match self {
             Self::Keyring => keyring::Entry::new(KEYRING_SERVICE, account)
                 .and_then(|e| e.set_password(token))
-                .map_err(keyring_err),
+                .map_err(EngineError::from),
             Self::Memory(m) => {
-                m.lock()
-                    .map_err(|_| EngineError::Credentials("poisoned".into()))?
-                    .insert(account.into(), token.into());
+                memory(m).insert(account.into(), token.into());
                 Ok(())
             }
         }
@@ -65,14 +67,10 @@ impl TokenStore {
                 match keyring::Entry::new(KEYRING_SERVICE, account).and_then(|e| e.get_password()) {
                     Ok(t) => Ok(Some(t)),
                     Err(keyring::Error::NoEntry) => Ok(None),
-                    Err(e) => Err(keyring_err(e)),
+                    Err(e) => Err(e.into()),
                 }
             }
-            Self::Memory(m) => Ok(m
-                .lock()
-                .map_err(|_| EngineError::Credentials("poisoned".into()))?
-                .get(account)
-                .cloned()),
+            Self::Memory(m) => Ok(memory(m).get(account).cloned()),
         }
     }
 
@@ -87,12 +85,10 @@ impl TokenStore {
                 .and_then(|e| e.delete_credential())
             {
                 Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-                Err(e) => Err(keyring_err(e)),
+                Err(e) => Err(e.into()),
             },
             Self::Memory(m) => {
-                m.lock()
-                    .map_err(|_| EngineError::Credentials("poisoned".into()))?
-                    .remove(account);
+                memory(m).remove(account);
                 Ok(())
             }
         }

@@ -1,322 +1,179 @@
-//! The engine: a cloneable [`Engine`] handle with async methods, and one
-//! stream of [`EngineEvent`]s. Behind it, one task owns the signaling socket
-//! and every call: it turns switchboard frames, media events and the
-//! handle's commands into call state transitions.
+//! The engine handle and the task behind it.
+//!
+//! [`Engine`] is a cheap, cloneable handle; every method sends a
+//! [`Command`] to one task that runs the pure [`EngineCore`] and executes
+//! the [`Action`]s it returns: frames go to the signaling task, events to
+//! the stream, media work to the call's own worker task. A worker runs its
+//! call's media steps (creating the peer connection, applying SDP, adding
+//! candidates) one at a time and reports back; the engine task never waits
+//! for one, so a slow or hung peer connection delays only its own call.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use softphone_audio::{Sink, Source};
-use softphone_protocol::{
-    CallQuality, ClientFrame, ClientMessage, EndReason, IceCandidate, IceServer, LoginRequest,
-    LoginResponse, PROTOCOL_VERSION, Presence, RejectReason, SdpKind, ServerMessage, UserRef,
-};
+use softphone_protocol::{ClientFrame, IceCandidate, Presence};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::task::JoinHandle;
 
-use crate::EngineError;
-use crate::call::{CallInput, CallState, Direction};
-use crate::media::{MediaEvent, MediaSession, MediaStats, WebRtcSession};
+use crate::core::{Action, Command, EngineCore, MediaDone, MediaOp, MediaStep, Reply, Timer};
+use crate::media::webrtc::WebRtcFactory;
+use crate::media::{CallAudio, MediaEvent, MediaFactory, MediaOptions, MediaSession};
+use crate::signaling::{self, Signal, Welcome};
+use crate::{EngineError, EngineEvent};
 
 /// Where and who: what [`Engine::connect`] needs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Switchboard base URL, e.g. `http://127.0.0.1:8080` (or `https://…`).
     pub server: String,
-    /// Bearer token from [`login`].
+    /// Bearer token from [`crate::api::Api::login`].
     pub token: String,
-    /// Stable id of this device (1–64 of `[A-Za-z0-9_-]`).
-    pub device_id: String,
-    /// Human name of this device.
-    pub device_name: String,
+    /// Stable id of this endpoint (one installation of the app or CLI),
+    /// 1–64 of `[A-Za-z0-9_-]`; the wire calls it `device_id`.
+    pub endpoint_id: String,
+    /// Human name of this endpoint, e.g. "Softphone on desk-12".
+    pub endpoint_name: String,
     /// Media options (e.g. loopback-only ICE for tests).
-    pub media: crate::media::MediaOptions,
+    pub media: MediaOptions,
 }
 
-/// Audio devices for one call.
-pub struct CallAudio {
-    /// Microphone (or file, or generator).
-    pub source: Box<dyn Source>,
-    /// Speaker (or file).
-    pub sink: Box<dyn Sink>,
-}
-
-/// Everything the engine reports, in order, on one stream. Serialises as
-/// `{"event": "call_state", ...}` (phonectl's `--json` lines).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-#[non_exhaustive]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-pub enum EngineEvent {
-    /// Signaling is up (after `welcome`).
-    Registered {
-        /// Who we are.
-        user: UserRef,
-        /// Our tenant.
-        tenant: String,
-    },
-    /// A call rings this device.
-    Incoming {
-        /// The call.
-        call_id: String,
-        /// The caller.
-        from: UserRef,
-    },
-    /// A call changed state (every transition of [`CallState`]).
-    CallState {
-        /// The call.
-        call_id: String,
-        /// Its new state.
-        state: CallState,
-    },
-    /// The first audio frame of a call was decoded.
-    FirstAudio {
-        /// The call.
-        call_id: String,
-    },
-    /// A sound device failed mid-call and was replaced; the call goes on.
-    DeviceLost {
-        /// The call.
-        call_id: String,
-        /// `true` for the input, `false` for the output.
-        input: bool,
-        /// What took its place.
-        replacement: String,
-    },
-    /// A DTMF digit arrived (RFC 4733).
-    Dtmf {
-        /// The call.
-        call_id: String,
-        /// `0-9 * # A-D`.
-        digit: char,
-    },
-    /// Media statistics, every 2 s during a call.
-    Stats {
-        /// The call.
-        call_id: String,
-        /// The figures.
-        stats: MediaStats,
-    },
-    /// A user of our tenant changed availability.
-    Presence {
-        /// Who.
-        user: UserRef,
-        /// Their status.
-        status: Presence,
-    },
-    /// The server refused something we sent.
-    ServerError {
-        /// Machine-readable code.
-        code: softphone_protocol::ErrorCode,
-        /// Detail.
-        message: String,
-    },
-    /// Signaling dropped; the engine is reconnecting (calls stay up).
-    Reconnecting {
-        /// Why it dropped.
-        reason: String,
-    },
-    /// Signaling was lost for good (token refused, replaced by another
-    /// connection of this device): the engine stops and its calls end.
-    Disconnected {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Logs in with a password; returns the token and who we are.
-///
-/// # Errors
-/// [`EngineError::Unauthorized`] for wrong credentials,
-/// [`EngineError::Signaling`] when the server cannot be reached.
-pub async fn login(
-    server: &str,
-    tenant: &str,
-    user: &str,
-    password: &str,
-) -> Result<LoginResponse, EngineError> {
-    let url = format!("{}/v1/login", server.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .json(&LoginRequest {
-            tenant: tenant.into(),
-            user: user.into(),
-            password: password.into(),
-        })
-        .send()
-        .await
-        .map_err(|e| EngineError::Signaling(format!("cannot reach {url}: {e}")))?;
-    match resp.status().as_u16() {
-        200 => resp
-            .json()
-            .await
-            .map_err(|e| EngineError::Signaling(e.to_string())),
-        401 => Err(EngineError::Unauthorized(
-            "wrong tenant, user or password".into(),
-        )),
-        429 => Err(EngineError::Signaling(
-            "too many login attempts; wait a minute".into(),
-        )),
-        s => Err(EngineError::Signaling(format!(
-            "login failed with HTTP {s}"
-        ))),
+impl EngineConfig {
+    /// A config with the endpoint named after its id and default media
+    /// options.
+    pub fn new(server: &str, token: &str, endpoint_id: &str) -> Self {
+        Self {
+            server: server.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            endpoint_id: endpoint_id.to_string(),
+            endpoint_name: endpoint_id.to_string(),
+            media: MediaOptions::default(),
+        }
     }
 }
 
-enum Cmd {
-    Dial {
-        to: String,
-        audio: CallAudio,
-        reply: oneshot::Sender<Result<String, EngineError>>,
-    },
-    Answer {
-        call_id: String,
-        audio: CallAudio,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    Reject {
-        call_id: String,
-    },
-    Hangup {
-        call_id: String,
-    },
-    Mute {
-        call_id: String,
-        mute: bool,
-    },
-    Hold {
-        call_id: String,
-        hold: bool,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    SetPresence {
-        status: Presence,
-    },
-    Devices {
-        call_id: String,
-        source: Option<Box<dyn Source>>,
-        sink: Option<Box<dyn Sink>>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    Dtmf {
-        call_id: String,
-        digits: String,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    Shutdown,
-}
-
+/// What the engine task reacts to.
 enum Input {
-    Cmd(Cmd),
-    Server(ServerMessage),
-    Media(String, MediaEvent),
-    SocketClosed(String),
-    Reconnecting(String),
-    Orphans(Vec<String>),
-    Ping,
+    Command(Command),
+    Signal(Signal),
+    MediaEvent(String, MediaEvent),
+    MediaDone(String, MediaDone),
+    SessionReady(String, Arc<dyn MediaSession>),
+    Timer(Timer),
 }
 
 /// The engine handle: cheap to clone; every method talks to the engine task.
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::UnboundedSender<Input>,
-    /// ICE servers from `welcome`.
-    pub ice_servers: Arc<Vec<IceServer>>,
 }
 
 impl Engine {
     /// Connects to the switchboard's WebSocket, authenticates, and starts
-    /// the engine task. Returns the handle and the event stream.
+    /// the engine with WebRTC media. Returns the handle and the event
+    /// stream, whose first event is [`EngineEvent::Registered`].
     ///
     /// # Errors
-    /// [`EngineError::Unauthorized`] for a refused token,
-    /// [`EngineError::Signaling`] when the socket cannot be opened.
+    /// As [`signaling::open`]: [`EngineError::Unauthorized`] for a refused
+    /// token, [`EngineError::Unreachable`] when the socket cannot be opened.
     pub async fn connect(
         config: EngineConfig,
     ) -> Result<(Self, mpsc::UnboundedReceiver<EngineEvent>), EngineError> {
-        let (ws, welcome) = open_signaling(&config).await?;
-        let ServerMessage::Welcome {
-            user,
-            tenant,
-            ice_servers,
-            heartbeat_ms,
-            ..
-        } = welcome
-        else {
-            unreachable!("open_signaling returns a welcome")
-        };
+        let factory = Arc::new(WebRtcFactory {
+            options: config.media,
+        });
+        Self::connect_with(config, factory).await
+    }
+
+    /// [`Engine::connect`] with another media implementation.
+    ///
+    /// # Errors
+    /// As [`Engine::connect`].
+    pub async fn connect_with(
+        config: EngineConfig,
+        media: Arc<dyn MediaFactory>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<EngineEvent>), EngineError> {
+        let (ws, welcome) = signaling::open(&config).await?;
+        let (out, signals) = signaling::spawn(config.clone(), ws, &welcome);
+        Ok(Self::start(
+            &config.endpoint_id,
+            &welcome,
+            media,
+            out,
+            signals,
+        ))
+    }
+
+    /// Starts the engine task over an already open signaling channel pair:
+    /// frames to send go to `out`, what the server says comes from
+    /// `signals`. [`Engine::connect`] passes the signaling task's; tests
+    /// pass their own and play the server.
+    pub fn start(
+        endpoint_id: &str,
+        welcome: &Welcome,
+        media: Arc<dyn MediaFactory>,
+        out: mpsc::UnboundedSender<ClientFrame>,
+        mut signals: mpsc::UnboundedReceiver<Signal>,
+    ) -> (Self, mpsc::UnboundedReceiver<EngineEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let _ = events_tx.send(EngineEvent::Registered {
-            user: user.clone(),
-            tenant,
+            user: welcome.user.clone(),
+            tenant: welcome.tenant.clone(),
         });
-        let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(signaling_task(config.clone(), ws, out_rx, tx.clone()));
-        // Keepalive.
-        let ptx = tx.clone();
-        let period = Duration::from_millis(heartbeat_ms.clamp(1_000, 60_000));
+        let stx = tx.clone();
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                if ptx.send(Input::Ping).is_err() {
+            while let Some(s) = signals.recv().await {
+                if stx.send(Input::Signal(s)).is_err() {
                     return;
                 }
             }
         });
-        let ice = Arc::new(ice_servers);
-        let actor = Actor {
-            out: out_tx,
+        let task = Task {
+            core: EngineCore::new(endpoint_id, welcome),
+            media,
+            out,
             events: events_tx,
             tx: tx.clone(),
-            calls: HashMap::new(),
-            ice: ice.clone(),
-            next_id: 0,
-            device: config.device_id.clone(),
-            media: config.media,
+            workers: HashMap::new(),
         };
-        tokio::spawn(actor.run(rx));
-        Ok((
-            Self {
-                tx,
-                ice_servers: ice,
-            },
-            events,
-        ))
+        tokio::spawn(task.run(rx));
+        (Self { tx }, events)
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Cmd,
-    ) -> Result<T, EngineError> {
-        let (reply, rx) = oneshot::channel();
+    fn command(&self, cmd: Command) -> Result<(), EngineError> {
         self.tx
-            .send(Input::Cmd(make(reply)))
-            .map_err(|_| EngineError::Stopped)?;
+            .send(Input::Command(cmd))
+            .map_err(|_| EngineError::Stopped)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(make(reply))?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
-    /// Calls a user of our tenant; returns the new call's id. The call's
-    /// progress arrives as [`EngineEvent::CallState`] events.
+    /// Calls a user of our tenant; returns the new call's id at once. The
+    /// call's progress arrives as [`EngineEvent::Dialing`], then
+    /// [`EngineEvent::CallState`] events (`Ended { failed }` when the
+    /// media cannot be set up).
     ///
     /// # Errors
-    /// [`EngineError::Media`] when the WebRTC session cannot be built;
     /// [`EngineError::Stopped`] after shutdown.
     pub async fn dial(&self, to: &str, audio: CallAudio) -> Result<String, EngineError> {
         let to = to.to_string();
-        self.ask(|reply| Cmd::Dial { to, audio, reply }).await
+        self.ask(|reply| Command::Dial { to, audio, reply }).await
     }
 
-    /// Answers a ringing incoming call.
+    /// Answers a ringing incoming call; returns once the answer is sent.
     ///
     /// # Errors
-    /// [`EngineError::UnknownCall`] when no such call rings here;
-    /// [`EngineError::Media`] when the offer cannot be answered.
+    /// [`EngineError::UnknownCall`] when no such call rings here (or it
+    /// ended meanwhile); [`EngineError::Media`] or
+    /// [`EngineError::Negotiation`] when the offer cannot be answered.
     pub async fn answer(&self, call_id: &str, audio: CallAudio) -> Result<(), EngineError> {
         let call_id = call_id.to_string();
-        self.ask(|reply| Cmd::Answer {
+        self.ask(|reply| Command::Answer {
             call_id,
             audio,
             reply,
@@ -326,34 +183,35 @@ impl Engine {
 
     /// Declines a ringing incoming call.
     pub fn reject(&self, call_id: &str) {
-        let _ = self.tx.send(Input::Cmd(Cmd::Reject {
+        let _ = self.command(Command::Reject {
             call_id: call_id.into(),
-        }));
+        });
     }
 
     /// Hangs up (or cancels, while ringing).
     pub fn hangup(&self, call_id: &str) {
-        let _ = self.tx.send(Input::Cmd(Cmd::Hangup {
+        let _ = self.command(Command::Hangup {
             call_id: call_id.into(),
-        }));
+        });
     }
 
     /// Mutes or unmutes the microphone of a call.
     pub fn set_mute(&self, call_id: &str, mute: bool) {
-        let _ = self.tx.send(Input::Cmd(Cmd::Mute {
+        let _ = self.command(Command::Mute {
             call_id: call_id.into(),
             mute,
-        }));
+        });
     }
 
-    /// Holds or resumes a call (re-offer, RFC 3264).
+    /// Holds or resumes a call (re-offer, RFC 3264); returns once the
+    /// re-offer is sent.
     ///
     /// # Errors
     /// [`EngineError::UnknownCall`], or [`EngineError::InvalidState`] when
     /// the call is not established.
     pub async fn set_hold(&self, call_id: &str, hold: bool) -> Result<(), EngineError> {
         let call_id = call_id.to_string();
-        self.ask(|reply| Cmd::Hold {
+        self.ask(|reply| Command::Hold {
             call_id,
             hold,
             reply,
@@ -369,7 +227,7 @@ impl Engine {
     /// did not accept telephone-events.
     pub async fn send_dtmf(&self, call_id: &str, digits: &str) -> Result<(), EngineError> {
         let (call_id, digits) = (call_id.to_string(), digits.to_string());
-        self.ask(|reply| Cmd::Dtmf {
+        self.ask(|reply| Command::Dtmf {
             call_id,
             digits,
             reply,
@@ -377,20 +235,20 @@ impl Engine {
         .await
     }
 
-    /// Switches a call's input and/or output device mid-call without
+    /// Switches a call's input and/or output audio device mid-call without
     /// dropping the call.
     ///
     /// # Errors
     /// [`EngineError::UnknownCall`]; [`EngineError::InvalidState`] before
     /// the call has media (answer it first).
-    pub async fn set_devices(
+    pub async fn set_audio_devices(
         &self,
         call_id: &str,
         source: Option<Box<dyn Source>>,
         sink: Option<Box<dyn Sink>>,
     ) -> Result<(), EngineError> {
         let call_id = call_id.to_string();
-        self.ask(|reply| Cmd::Devices {
+        self.ask(|reply| Command::Devices {
             call_id,
             source,
             sink,
@@ -399,640 +257,435 @@ impl Engine {
         .await
     }
 
-    /// Sets my availability.
+    /// Sets my availability (`offline` cannot be set: the server refuses
+    /// it, as docs/protocol.md §4.3 says).
     pub fn set_presence(&self, status: Presence) {
-        let _ = self.tx.send(Input::Cmd(Cmd::SetPresence { status }));
+        let _ = self.command(Command::SetPresence { status });
     }
 
-    /// Hangs up every call and closes signaling.
+    /// Hangs up every call, reports [`EngineEvent::Disconnected`] and
+    /// closes signaling.
     pub fn shutdown(&self) {
-        let _ = self.tx.send(Input::Cmd(Cmd::Shutdown));
+        let _ = self.command(Command::Shutdown);
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens the signaling WebSocket and authenticates: returns the socket and
-/// the `welcome`.
-async fn open_signaling(config: &EngineConfig) -> Result<(Ws, ServerMessage), EngineError> {
-    let ws_url = format!(
-        "{}/v1/ws",
-        config
-            .server
-            .trim_end_matches('/')
-            .replacen("http://", "ws://", 1)
-            .replacen("https://", "wss://", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&ws_url, None, true)
-        .await
-        .map_err(|e| EngineError::Signaling(format!("cannot open {ws_url}: {e}")))?;
-    let hello = ClientFrame::new(ClientMessage::Hello {
-        token: config.token.clone(),
-        device_id: config.device_id.clone(),
-        device_name: config.device_name.clone(),
-        protocol: PROTOCOL_VERSION,
-    });
-    ws.send(Message::text(hello.to_json()))
-        .await
-        .map_err(|e| EngineError::Signaling(e.to_string()))?;
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .map_err(|_| EngineError::Signaling("no welcome within 10 s".into()))?
-            .ok_or_else(|| EngineError::Signaling("socket closed during hello".into()))?
-            .map_err(|e| EngineError::Signaling(e.to_string()))?;
-        let Message::Text(t) = msg else { continue };
-        match serde_json::from_str::<ServerMessage>(&t) {
-            Ok(m @ ServerMessage::Welcome { .. }) => return Ok((ws, m)),
-            Ok(ServerMessage::Error { code, message, .. }) => {
-                return Err(match code {
-                    softphone_protocol::ErrorCode::Unauthorized
-                    | softphone_protocol::ErrorCode::TokenExpired => {
-                        EngineError::Unauthorized(message)
-                    }
-                    _ => EngineError::Signaling(message),
-                });
-            }
-            _ => continue,
-        }
-    }
+/// One call's media worker.
+struct Worker {
+    ops: mpsc::UnboundedSender<MediaOp>,
+    task: JoinHandle<()>,
+    session: Option<Arc<dyn MediaSession>>,
 }
 
-/// Close codes after which reconnecting cannot help.
-fn final_close(code: u16) -> bool {
-    use softphone_protocol::close_code as c;
-    matches!(code, c::UNAUTHORIZED | c::REPLACED | c::BAD_HELLO)
-}
-
-/// Owns the signaling socket: forwards frames both ways and, when the
-/// socket drops, reconnects with jittered exponential backoff (0.5 s
-/// doubling to 15 s). Calls survive: media is peer to peer and the
-/// switchboard keeps them for its reconnect grace.
-async fn signaling_task(
-    config: EngineConfig,
-    first: Ws,
-    mut out: mpsc::UnboundedReceiver<String>,
-    tx: mpsc::UnboundedSender<Input>,
-) {
-    let mut ws = first;
-    loop {
-        let reason = loop {
-            tokio::select! {
-                frame = out.recv() => match frame {
-                    Some(text) => {
-                        if let Err(e) = ws.send(Message::text(text)).await {
-                            break (e.to_string(), false);
-                        }
-                    }
-                    None => {
-                        let _ = ws.close(None).await;
-                        return;
-                    }
-                },
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
-                        Ok(m) => {
-                            if tx.send(Input::Server(m)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "unreadable server frame"),
-                    },
-                    Some(Ok(Message::Close(f))) => {
-                        let code = f.as_ref().map_or(1005, |f| u16::from(f.code));
-                        break (format!("closed by the server ({code})"), final_close(code));
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break (e.to_string(), false),
-                    None => break ("socket ended".into(), false),
-                },
-            }
-        };
-        let (reason, is_final) = reason;
-        if is_final {
-            let _ = tx.send(Input::SocketClosed(reason));
-            return;
-        }
-        let _ = tx.send(Input::Reconnecting(reason));
-        let mut delay = Duration::from_millis(500);
-        ws = loop {
-            let jitter =
-                Duration::from_millis(crate::now_ms() % (delay.as_millis() as u64 / 2 + 1));
-            tokio::time::sleep(delay / 2 + jitter).await;
-            if tx.is_closed() {
-                return;
-            }
-            match open_signaling(&config).await {
-                Ok((ws, welcome)) => {
-                    // Frames queued while away are stale pings or refer to
-                    // calls the welcome now describes; drop pings only.
-                    let _ = tx.send(Input::Server(welcome));
-                    break ws;
-                }
-                Err(EngineError::Unauthorized(m)) => {
-                    let _ = tx.send(Input::SocketClosed(format!("token refused: {m}")));
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "reconnect failed");
-                    delay = (delay * 2).min(Duration::from_secs(15));
-                }
-            }
-        };
-    }
-}
-
-struct CallCtx {
-    direction: Direction,
-    state: CallState,
-    session: Option<Arc<WebRtcSession>>,
-    offer: Option<String>,
-    early_candidates: Vec<Option<IceCandidate>>,
-    last_stats: Option<MediaStats>,
-    started: Instant,
-}
-
-struct Actor {
-    out: mpsc::UnboundedSender<String>,
+struct Task {
+    core: EngineCore,
+    media: Arc<dyn MediaFactory>,
+    out: mpsc::UnboundedSender<ClientFrame>,
     events: mpsc::UnboundedSender<EngineEvent>,
     tx: mpsc::UnboundedSender<Input>,
-    calls: HashMap<String, CallCtx>,
-    ice: Arc<Vec<IceServer>>,
-    next_id: u64,
-    device: String,
-    media: crate::media::MediaOptions,
+    workers: HashMap<String, Worker>,
 }
 
-impl Actor {
-    fn send(&self, m: ClientMessage) {
-        let _ = self.out.send(ClientFrame::new(m).to_json());
-    }
-
-    fn emit(&self, e: EngineEvent) {
-        let _ = self.events.send(e);
-    }
-
-    fn transition(&mut self, call_id: &str, input: CallInput) {
-        let Some(c) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        match c.state.next(c.direction, input) {
-            Ok(next) if next != c.state => {
-                c.state = next;
-                let _ = self.events.send(EngineEvent::CallState {
-                    call_id: call_id.to_string(),
-                    state: next,
-                });
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(call_id, error = %e, "ignored call input"),
-        }
-        if c.state.is_ended() {
-            let c = self.calls.remove(call_id).expect("present");
-            if let Some(s) = c.session {
-                let quality = c.last_stats.map(|st| CallQuality {
-                    rtt_ms: st.rtt_ms,
-                    jitter_ms: Some(st.jitter_ms),
-                    loss_pct: Some(st.loss_pct),
-                    mos: Some(st.mos),
-                    send_kbps: Some(st.send_kbps),
-                    recv_kbps: Some(st.recv_kbps),
-                });
-                if let Some(quality) = quality {
-                    self.send(ClientMessage::Stats {
-                        call_id: call_id.to_string(),
-                        quality,
-                    });
-                }
-                tokio::spawn(async move { s.close().await });
-            }
-        }
-    }
-
-    async fn new_session(
-        &self,
-        call_id: &str,
-        audio: CallAudio,
-    ) -> Result<Arc<WebRtcSession>, EngineError> {
-        let (mtx, mut mrx) = mpsc::unbounded_channel();
-        let session =
-            WebRtcSession::new(&self.media, &self.ice, audio.source, audio.sink, mtx).await?;
-        let tx = self.tx.clone();
-        let id = call_id.to_string();
-        tokio::spawn(async move {
-            while let Some(ev) = mrx.recv().await {
-                if tx.send(Input::Media(id.clone(), ev)).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(session)
-    }
-
+impl Task {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
         while let Some(input) = rx.recv().await {
-            match input {
-                Input::Cmd(Cmd::Shutdown) => {
-                    let ids: Vec<String> = self.calls.keys().cloned().collect();
-                    for id in ids {
-                        self.send(ClientMessage::Hangup {
-                            call_id: id.clone(),
-                        });
-                        self.transition(&id, CallInput::End(EndReason::Completed));
+            let actions = match input {
+                Input::Command(cmd) => self.core.command(cmd, crate::now_ms()),
+                Input::Signal(s) => self.core.signal(s),
+                Input::MediaEvent(id, ev) => self.core.media_event(&id, ev),
+                Input::MediaDone(id, done) => self.core.media_done(&id, done),
+                Input::SessionReady(id, session) => {
+                    match self.workers.get_mut(&id) {
+                        Some(w) => w.session = Some(session),
+                        // The call ended while its session was being made.
+                        None => {
+                            tokio::spawn(async move { session.close().await });
+                        }
                     }
-                    break;
+                    continue;
                 }
-                Input::Cmd(cmd) => self.on_cmd(cmd).await,
-                Input::Server(m) => self.on_server(m).await,
-                Input::Media(id, ev) => self.on_media(&id, ev),
-                Input::Ping => self.send(ClientMessage::Ping {}),
-                Input::Reconnecting(reason) => self.emit(EngineEvent::Reconnecting { reason }),
-                Input::Orphans(ids) => {
-                    for id in ids {
-                        self.transition(&id, CallInput::End(EndReason::Failed));
-                    }
-                }
-                Input::SocketClosed(reason) => {
-                    let ids: Vec<String> = self.calls.keys().cloned().collect();
-                    for id in ids {
-                        self.transition(&id, CallInput::End(EndReason::Failed));
-                    }
-                    self.emit(EngineEvent::Disconnected { reason });
-                    break;
-                }
+                Input::Timer(t) => self.core.timer(t),
+            };
+            if !self.execute(actions) {
+                break;
             }
+        }
+        for (_, w) in self.workers.drain() {
+            close(w);
         }
     }
 
-    async fn on_cmd(&mut self, cmd: Cmd) {
-        match cmd {
-            Cmd::Dial { to, audio, reply } => {
-                self.next_id += 1;
-                let call_id = format!("{}-{}-{}", self.device, crate::now_ms(), self.next_id);
-                let result = async {
-                    let session = self.new_session(&call_id, audio).await?;
-                    let sdp = session.create_offer().await?;
-                    Ok::<_, EngineError>((session, sdp))
+    /// Runs the core's actions; `false` once the engine must stop.
+    fn execute(&mut self, actions: Vec<Action>) -> bool {
+        for action in actions {
+            match action {
+                Action::Send(frame) => {
+                    let _ = self.out.send(frame);
                 }
-                .await;
-                match result {
-                    Ok((session, sdp)) => {
-                        self.calls.insert(
-                            call_id.clone(),
-                            CallCtx {
-                                direction: Direction::Outgoing,
-                                state: CallState::Dialing,
-                                session: Some(session),
-                                offer: None,
-                                early_candidates: Vec::new(),
-                                last_stats: None,
-                                started: Instant::now(),
-                            },
-                        );
-                        self.send(ClientMessage::Invite {
-                            call_id: call_id.clone(),
-                            to,
-                            sdp,
-                        });
-                        self.emit(EngineEvent::CallState {
-                            call_id: call_id.clone(),
-                            state: CallState::Dialing,
-                        });
-                        let _ = reply.send(Ok(call_id));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
+                Action::Emit(e) => {
+                    let _ = self.events.send(e);
+                }
+                Action::Media { call_id, op } => {
+                    let worker = self.workers.entry(call_id.clone()).or_insert_with(|| {
+                        spawn_worker(call_id.clone(), self.media.clone(), self.tx.clone())
+                    });
+                    let _ = worker.ops.send(op);
+                }
+                Action::Session { call_id, op } => {
+                    op.run(self.workers.get(&call_id).and_then(|w| w.session.as_ref()))
+                }
+                Action::CloseMedia { call_id } => {
+                    if let Some(w) = self.workers.remove(&call_id) {
+                        close(w);
                     }
                 }
-            }
-            Cmd::Answer {
-                call_id,
-                audio,
-                reply,
-            } => {
-                let offer = match self.calls.get(&call_id) {
-                    Some(c)
-                        if c.direction == Direction::Incoming && c.state == CallState::Ringing =>
-                    {
-                        c.offer.clone()
-                    }
-                    Some(_) => {
-                        let _ = reply.send(Err(EngineError::InvalidState(
-                            "the call is not ringing here".into(),
-                        )));
-                        return;
-                    }
-                    None => {
-                        let _ = reply.send(Err(EngineError::UnknownCall(call_id)));
-                        return;
-                    }
-                };
-                let result = async {
-                    let session = self.new_session(&call_id, audio).await?;
-                    let answer = session
-                        .accept_offer(offer.as_deref().unwrap_or_default())
-                        .await?;
-                    Ok::<_, EngineError>((session, answer))
-                }
-                .await;
-                match result {
-                    Ok((session, answer)) => {
-                        let early = self
-                            .calls
-                            .get_mut(&call_id)
-                            .map(|c| {
-                                c.session = Some(session.clone());
-                                std::mem::take(&mut c.early_candidates)
-                            })
-                            .unwrap_or_default();
-                        for cand in early {
-                            let _ = session.add_candidate(cand).await;
-                        }
-                        self.send(ClientMessage::Accept {
-                            call_id: call_id.clone(),
-                            sdp: answer,
-                        });
-                        self.transition(&call_id, CallInput::LocalAnswer);
-                        let _ = reply.send(Ok(()));
-                    }
-                    Err(e) => {
-                        self.send(ClientMessage::Reject {
-                            call_id: call_id.clone(),
-                            reason: RejectReason::Busy,
-                        });
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Cmd::Reject { call_id } => self.send(ClientMessage::Reject {
-                call_id,
-                reason: RejectReason::Rejected,
-            }),
-            Cmd::Hangup { call_id } => self.send(ClientMessage::Hangup { call_id }),
-            Cmd::Mute { call_id, mute } => {
-                if let Some(s) = self.calls.get(&call_id).and_then(|c| c.session.clone()) {
-                    s.set_mute(mute);
-                }
-            }
-            Cmd::Hold {
-                call_id,
-                hold,
-                reply,
-            } => {
-                let Some(c) = self.calls.get(&call_id) else {
-                    let _ = reply.send(Err(EngineError::UnknownCall(call_id)));
-                    return;
-                };
-                let (true, Some(s)) = (c.state.is_established(), c.session.clone()) else {
-                    let _ = reply.send(Err(EngineError::InvalidState(
-                        "the call is not established".into(),
-                    )));
-                    return;
-                };
-                match s.set_local_hold(hold).await {
-                    Ok(sdp) => {
-                        self.send(ClientMessage::Update {
-                            call_id: call_id.clone(),
-                            kind: SdpKind::Offer,
-                            sdp,
-                        });
-                        self.transition(&call_id, CallInput::LocalHold(hold));
-                        let _ = reply.send(Ok(()));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Cmd::SetPresence { status } => self.send(ClientMessage::PresenceSet { status }),
-            Cmd::Devices {
-                call_id,
-                source,
-                sink,
-                reply,
-            } => {
-                let result = match self.calls.get(&call_id) {
-                    None => Err(EngineError::UnknownCall(call_id)),
-                    Some(CallCtx {
-                        session: Some(s), ..
-                    }) => {
-                        if let Some(src) = source {
-                            s.set_source(src);
-                        }
-                        if let Some(snk) = sink {
-                            s.set_sink(snk);
-                        }
-                        Ok(())
-                    }
-                    Some(_) => Err(EngineError::InvalidState(
-                        "the call has no media yet".into(),
-                    )),
-                };
-                let _ = reply.send(result);
-            }
-            Cmd::Dtmf {
-                call_id,
-                digits,
-                reply,
-            } => {
-                let result = match self.calls.get(&call_id) {
-                    None => Err(EngineError::UnknownCall(call_id)),
-                    Some(c) => match (&c.session, c.state.is_established()) {
-                        (Some(s), true) => s.send_dtmf(&digits),
-                        _ => Err(EngineError::InvalidState(
-                            "the call is not established".into(),
-                        )),
-                    },
-                };
-                let _ = reply.send(result);
-            }
-            Cmd::Shutdown => {}
-        }
-    }
-
-    async fn on_server(&mut self, m: ServerMessage) {
-        match m {
-            ServerMessage::Welcome {
-                user,
-                tenant,
-                calls,
-                ..
-            } => {
-                // Back after a reconnect: calls the server no longer has ended
-                // while we were away.
-                let known: Vec<String> = calls.iter().map(|c| c.call_id.clone()).collect();
-                let gone: Vec<String> = self
-                    .calls
-                    .iter()
-                    .filter(|(id, c)| !known.contains(id) && c.session.is_some())
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                if !gone.is_empty() {
-                    // Their call.ended, kept by the server, follows the
-                    // welcome; whatever is still here in 2 s was lost.
+                Action::After { ms, timer } => {
                     let tx = self.tx.clone();
                     tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        let _ = tx.send(Input::Orphans(gone));
+                        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                        let _ = tx.send(Input::Timer(timer));
                     });
                 }
-                self.emit(EngineEvent::Registered { user, tenant });
+                Action::Stop => return false,
             }
-            ServerMessage::Incoming { call_id, from, sdp } => {
-                self.calls.insert(
-                    call_id.clone(),
-                    CallCtx {
-                        direction: Direction::Incoming,
-                        state: CallState::Ringing,
-                        session: None,
-                        offer: Some(sdp),
-                        early_candidates: Vec::new(),
-                        last_stats: None,
-                        started: Instant::now(),
-                    },
-                );
-                self.send(ClientMessage::Ringing {
-                    call_id: call_id.clone(),
-                });
-                self.emit(EngineEvent::Incoming {
-                    call_id: call_id.clone(),
-                    from,
-                });
-                self.emit(EngineEvent::CallState {
-                    call_id,
-                    state: CallState::Ringing,
-                });
-            }
-            ServerMessage::Ringing { call_id } => {
-                self.transition(&call_id, CallInput::RemoteRinging)
-            }
-            ServerMessage::Accepted { call_id, sdp, .. } => {
-                let Some(c) = self.calls.get(&call_id) else {
-                    return;
-                };
-                if c.direction == Direction::Outgoing {
-                    if let (Some(s), Some(sdp)) = (c.session.clone(), sdp)
-                        && let Err(e) = s.set_answer(&sdp).await
-                    {
-                        tracing::warn!(call_id, error = %e, "bad SDP answer");
-                        self.send(ClientMessage::Hangup {
-                            call_id: call_id.clone(),
-                        });
-                        return;
-                    }
-                    self.transition(&call_id, CallInput::RemoteAccepted);
-                }
-            }
-            ServerMessage::Candidate { call_id, candidate } => {
-                let Some(c) = self.calls.get_mut(&call_id) else {
-                    return;
-                };
-                match c.session.clone() {
-                    Some(s) => {
-                        if let Err(e) = s.add_candidate(candidate).await {
-                            tracing::debug!(call_id, error = %e, "remote candidate refused");
+        }
+        true
+    }
+}
+
+/// Stops a worker (even one stuck in a media step) and closes its session.
+fn close(w: Worker) {
+    w.task.abort();
+    if let Some(s) = w.session {
+        tokio::spawn(async move { s.close().await });
+    }
+}
+
+fn spawn_worker(
+    call_id: String,
+    media: Arc<dyn MediaFactory>,
+    tx: mpsc::UnboundedSender<Input>,
+) -> Worker {
+    let (ops, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(worker(call_id, media, rx, tx));
+    Worker {
+        ops,
+        task,
+        session: None,
+    }
+}
+
+/// Runs one call's media steps in order. See the module docs.
+async fn worker(
+    call_id: String,
+    media: Arc<dyn MediaFactory>,
+    mut ops: mpsc::UnboundedReceiver<MediaOp>,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let mut session: Option<Arc<dyn MediaSession>> = None;
+    // Remote candidates that came before the session (or its remote SDP).
+    let mut early: Vec<Option<IceCandidate>> = Vec::new();
+    let done = |d: MediaDone| {
+        let _ = tx.send(Input::MediaDone(call_id.clone(), d));
+    };
+    let failed = |step, error, reply| MediaDone::Failed { step, error, reply };
+    while let Some(op) = ops.recv().await {
+        match op {
+            MediaOp::Offer { ice, audio } => {
+                match create(&call_id, &media, &ice, audio, &tx).await {
+                    Ok(s) => {
+                        session = Some(s.clone());
+                        match s.create_offer().await {
+                            Ok(sdp) => done(MediaDone::Offer(sdp)),
+                            Err(e) => done(failed(MediaStep::Offer, e, None)),
                         }
                     }
-                    None => c.early_candidates.push(candidate),
+                    Err(e) => done(failed(MediaStep::Offer, e, None)),
                 }
             }
-            ServerMessage::Update { call_id, kind, sdp } => {
-                let Some(s) = self.calls.get(&call_id).and_then(|c| c.session.clone()) else {
-                    return;
-                };
-                match kind {
-                    SdpKind::Offer => match s.accept_reoffer(&sdp).await {
-                        Ok((answer, held)) => {
-                            self.send(ClientMessage::Update {
-                                call_id: call_id.clone(),
-                                kind: SdpKind::Answer,
-                                sdp: answer,
-                            });
-                            self.transition(&call_id, CallInput::RemoteHold(held));
-                        }
-                        Err(e) => tracing::warn!(call_id, error = %e, "re-offer refused"),
-                    },
-                    SdpKind::Answer => {
-                        if let Err(e) = s.set_answer(&sdp).await {
-                            tracing::warn!(call_id, error = %e, "re-answer refused");
-                        }
-                    }
-                }
-            }
-            ServerMessage::Rejected { call_id, reason }
-            | ServerMessage::Ended {
-                call_id, reason, ..
+            MediaOp::Answer {
+                ice,
+                audio,
+                offer,
+                reply,
             } => {
-                self.transition(&call_id, CallInput::End(reason));
-            }
-            ServerMessage::AnsweredElsewhere { call_id, .. } => {
-                self.transition(&call_id, CallInput::End(EndReason::AnsweredElsewhere));
-            }
-            ServerMessage::Presence { user, status } => {
-                self.emit(EngineEvent::Presence { user, status })
-            }
-            ServerMessage::Error {
-                code,
-                message,
-                call_id,
-                ..
-            } => {
-                if let Some(id) = call_id.filter(|id| self.calls.contains_key(id)) {
-                    tracing::debug!(id, "error about a call");
+                let s = match create(&call_id, &media, &ice, audio, &tx).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        done(failed(MediaStep::Answer, e, Some(reply)));
+                        continue;
+                    }
+                };
+                session = Some(s.clone());
+                match s.accept_offer(&offer).await {
+                    Ok(sdp) => {
+                        for c in early.drain(..) {
+                            if let Err(e) = s.add_candidate(c).await {
+                                tracing::debug!(call_id, error = %e, "early candidate refused");
+                            }
+                        }
+                        done(MediaDone::Answered { sdp, reply });
+                    }
+                    Err(e) => done(failed(MediaStep::Answer, e, Some(reply))),
                 }
-                self.emit(EngineEvent::ServerError { code, message });
             }
-            _ => {}
+            MediaOp::SetAnswer { sdp } => {
+                let Some(s) = &session else { continue };
+                match s.set_answer(&sdp).await {
+                    Ok(()) => {
+                        for c in early.drain(..) {
+                            let _ = s.add_candidate(c).await;
+                        }
+                        done(MediaDone::AnswerApplied);
+                    }
+                    Err(e) => done(failed(MediaStep::SetAnswer, e, None)),
+                }
+            }
+            MediaOp::Candidate(c) => match &session {
+                Some(s) => {
+                    if let Err(e) = s.add_candidate(c).await {
+                        tracing::debug!(call_id, error = %e, "remote candidate refused");
+                    }
+                }
+                None => early.push(c),
+            },
+            MediaOp::Hold { hold, reply } => {
+                let Some(s) = &session else {
+                    let e = EngineError::InvalidState("the call has no media yet".into());
+                    done(failed(MediaStep::Hold, e, Some(reply)));
+                    continue;
+                };
+                match s.set_local_hold(hold).await {
+                    Ok(sdp) => done(MediaDone::HoldOffer { sdp, hold, reply }),
+                    Err(e) => done(failed(MediaStep::Hold, e, Some(reply))),
+                }
+            }
+            MediaOp::ReOffer { sdp, held } => {
+                let Some(s) = &session else { continue };
+                s.set_remote_hold(held);
+                match s.accept_offer(&sdp).await {
+                    Ok(answer) => done(MediaDone::ReAnswer { sdp: answer, held }),
+                    Err(e) => done(failed(MediaStep::ReOffer, e, None)),
+                }
+            }
+            MediaOp::ReAnswer { sdp } => {
+                let Some(s) = &session else { continue };
+                if let Err(e) = s.set_answer(&sdp).await {
+                    done(failed(MediaStep::ReAnswer, e, None));
+                }
+            }
+        }
+    }
+}
+
+/// Makes a call's session, forwarding its events to the engine task and
+/// handing the task the session for synchronous work.
+async fn create(
+    call_id: &str,
+    media: &Arc<dyn MediaFactory>,
+    ice: &[softphone_protocol::IceServer],
+    audio: CallAudio,
+    tx: &mpsc::UnboundedSender<Input>,
+) -> Result<Arc<dyn MediaSession>, EngineError> {
+    let (etx, mut erx) = mpsc::unbounded_channel();
+    let session = media.create(ice, audio, etx).await?;
+    let _ = tx.send(Input::SessionReady(call_id.to_string(), session.clone()));
+    let (id, tx) = (call_id.to_string(), tx.clone());
+    tokio::spawn(async move {
+        while let Some(ev) = erx.recv().await {
+            if tx.send(Input::MediaEvent(id.clone(), ev)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use softphone_audio::{NullSink, Silence};
+    use softphone_protocol::{ClientMessage, IceServer, UserRef};
+
+    use super::*;
+
+    const OFFER: &str = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+
+    /// A session that answers at once, or never (its offer hangs forever,
+    /// like a peer connection stuck on a dead network).
+    struct FakeSession {
+        hang: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl MediaSession for FakeSession {
+        async fn create_offer(&self) -> Result<String, EngineError> {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            Ok(OFFER.into())
+        }
+        async fn accept_offer(&self, _: &str) -> Result<String, EngineError> {
+            Ok(OFFER.into())
+        }
+        async fn set_answer(&self, _: &str) -> Result<(), EngineError> {
+            Ok(())
+        }
+        async fn add_candidate(&self, _: Option<IceCandidate>) -> Result<(), EngineError> {
+            Ok(())
+        }
+        async fn set_local_hold(&self, _: bool) -> Result<String, EngineError> {
+            Ok(OFFER.into())
+        }
+        fn set_remote_hold(&self, _: bool) {}
+        fn set_mute(&self, _: bool) {}
+        fn send_dtmf(&self, _: &str) -> Result<(), EngineError> {
+            Ok(())
+        }
+        fn set_source(&self, _: Box<dyn Source>) {}
+        fn set_sink(&self, _: Box<dyn Sink>) {}
+        async fn close(&self) {}
+    }
+
+    /// Makes fake sessions (the first one hangs when asked) and records the
+    /// ICE servers each call was given.
+    #[derive(Default)]
+    struct FakeMedia {
+        hang_first: bool,
+        made: AtomicUsize,
+        ice: Mutex<Vec<Vec<IceServer>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl MediaFactory for FakeMedia {
+        async fn create(
+            &self,
+            ice_servers: &[IceServer],
+            _: CallAudio,
+            _: mpsc::UnboundedSender<MediaEvent>,
+        ) -> Result<Arc<dyn MediaSession>, EngineError> {
+            self.ice.lock().unwrap().push(ice_servers.to_vec());
+            let n = self.made.fetch_add(1, Ordering::SeqCst);
+            Ok(Arc::new(FakeSession {
+                hang: self.hang_first && n == 0,
+            }))
         }
     }
 
-    fn on_media(&mut self, call_id: &str, ev: MediaEvent) {
-        match ev {
-            MediaEvent::LocalCandidate(candidate) => self.send(ClientMessage::Candidate {
-                call_id: call_id.to_string(),
-                candidate,
-            }),
-            MediaEvent::Connected => self.transition(call_id, CallInput::MediaConnected),
-            MediaEvent::Failed(reason) => {
-                tracing::warn!(call_id, reason, "media failed; hanging up");
-                self.send(ClientMessage::Hangup {
-                    call_id: call_id.to_string(),
-                });
+    fn welcome(ice_user: &str) -> Welcome {
+        Welcome {
+            user: UserRef {
+                user: "alice".into(),
+                display_name: "Alice".into(),
+            },
+            tenant: "acme".into(),
+            presence: Presence::Available,
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:turn.example.org".into()],
+                username: Some(ice_user.into()),
+                credential: Some("x".into()),
+            }],
+            heartbeat_ms: 20_000,
+            calls: vec![],
+        }
+    }
+
+    fn audio() -> CallAudio {
+        CallAudio {
+            source: Box::new(Silence),
+            sink: Box::new(NullSink),
+        }
+    }
+
+    /// The next frame the engine sends, within 5 s.
+    async fn next_frame(out: &mut mpsc::UnboundedReceiver<ClientFrame>) -> ClientMessage {
+        tokio::time::timeout(Duration::from_secs(5), out.recv())
+            .await
+            .expect("a frame within 5 s")
+            .expect("engine running")
+            .message
+    }
+
+    #[tokio::test]
+    async fn a_hung_peer_connection_delays_only_its_own_call() {
+        let media = Arc::new(FakeMedia {
+            hang_first: true,
+            ..FakeMedia::default()
+        });
+        let (out_tx, mut out) = mpsc::unbounded_channel();
+        let (_signals_tx, signals) = mpsc::unbounded_channel();
+        let (engine, mut events) = Engine::start("a", &welcome("u"), media, out_tx, signals);
+        let stuck = engine.dial("bob", audio()).await.unwrap();
+        let fine = engine.dial("carol", audio()).await.unwrap();
+        // Carol's invite goes out while Bob's offer never completes.
+        match next_frame(&mut out).await {
+            ClientMessage::Invite { call_id, to, .. } => {
+                assert_eq!((call_id.as_str(), to.as_str()), (fine.as_str(), "carol"));
             }
-            MediaEvent::FirstAudio => {
-                if let Some(c) = self.calls.get(call_id) {
-                    tracing::debug!(
-                        call_id,
-                        ms = c.started.elapsed().as_millis() as u64,
-                        "first audio"
-                    );
+            other => panic!("{other:?}"),
+        }
+        // Commands keep working: presence, and hanging up the stuck call.
+        engine.set_presence(Presence::Away);
+        assert_eq!(
+            next_frame(&mut out).await,
+            ClientMessage::PresenceSet {
+                status: Presence::Away
+            }
+        );
+        engine.hangup(&stuck);
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(ev) = events.recv().await {
+                if let EngineEvent::CallState {
+                    call_id,
+                    state: crate::call::CallState::Ended { reason },
+                } = ev
+                    && call_id == stuck
+                {
+                    return reason;
                 }
-                self.emit(EngineEvent::FirstAudio {
-                    call_id: call_id.to_string(),
-                });
             }
-            MediaEvent::DeviceLost { input, replacement } => {
-                tracing::warn!(call_id, input, replacement, "sound device lost; replaced");
-                self.emit(EngineEvent::DeviceLost {
-                    call_id: call_id.to_string(),
-                    input,
-                    replacement,
-                });
-            }
-            MediaEvent::Dtmf(digit) => self.emit(EngineEvent::Dtmf {
-                call_id: call_id.to_string(),
-                digit,
-            }),
-            MediaEvent::Stats(stats) => {
-                if let Some(c) = self.calls.get_mut(call_id) {
-                    c.last_stats = Some(stats);
-                }
-                self.emit(EngineEvent::Stats {
-                    call_id: call_id.to_string(),
-                    stats,
-                });
+            panic!("events ended");
+        })
+        .await
+        .expect("the stuck call ends at once");
+        assert_eq!(ended, softphone_protocol::EndReason::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn new_turn_credentials_from_a_reconnect_reach_the_next_call() {
+        let media = Arc::new(FakeMedia::default());
+        let (out_tx, mut out) = mpsc::unbounded_channel();
+        let (signals_tx, signals) = mpsc::unbounded_channel();
+        let (engine, mut events) =
+            Engine::start("a", &welcome("first"), media.clone(), out_tx, signals);
+        engine.dial("bob", audio()).await.unwrap();
+        assert!(matches!(
+            next_frame(&mut out).await,
+            ClientMessage::Invite { .. }
+        ));
+        signals_tx
+            .send(Signal::Reconnecting {
+                detail: "cut".into(),
+            })
+            .unwrap();
+        signals_tx.send(Signal::Welcome(welcome("second"))).unwrap();
+        // Wait until the engine has taken the welcome in.
+        let mut registered = 0;
+        while registered < 2 {
+            if let Some(EngineEvent::Registered { .. }) = events.recv().await {
+                registered += 1;
             }
         }
+        engine.dial("carol", audio()).await.unwrap();
+        assert!(matches!(
+            next_frame(&mut out).await,
+            ClientMessage::Invite { .. }
+        ));
+        let ice = media.ice.lock().unwrap().clone();
+        let users: Vec<Option<&str>> = ice.iter().map(|s| s[0].username.as_deref()).collect();
+        assert_eq!(users, [Some("first"), Some("second")]);
     }
 }

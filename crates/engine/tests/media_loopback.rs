@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use softphone_audio::{Sink, Tone, analysis};
 use softphone_engine::media::MediaOptions;
-use softphone_engine::media::{MediaEvent, MediaSession, WebRtcSession};
+use softphone_engine::media::webrtc::WebRtcSession;
+use softphone_engine::media::{CallAudio, MediaEvent, MediaSession};
+use softphone_engine::sdp;
 use tokio::sync::mpsc;
 
 const OPTS: MediaOptions = MediaOptions {
@@ -66,8 +68,10 @@ async fn tones_cross_both_ways_and_mute_and_hold_silence_them() {
     let a = WebRtcSession::new(
         &OPTS,
         &[],
-        Box::new(Tone::new(440.0, -12.0)),
-        Box::new(a_hears.clone()),
+        CallAudio {
+            source: Box::new(Tone::new(440.0, -12.0)),
+            sink: Box::new(a_hears.clone()),
+        },
         a_tx,
     )
     .await
@@ -75,8 +79,10 @@ async fn tones_cross_both_ways_and_mute_and_hold_silence_them() {
     let b = WebRtcSession::new(
         &OPTS,
         &[],
-        Box::new(Tone::new(1000.0, -12.0)),
-        Box::new(b_hears.clone()),
+        CallAudio {
+            source: Box::new(Tone::new(1000.0, -12.0)),
+            sink: Box::new(b_hears.clone()),
+        },
         b_tx,
     )
     .await
@@ -122,8 +128,10 @@ async fn tones_cross_both_ways_and_mute_and_hold_silence_them() {
     // Hold from A by re-offer: nothing flows either way; resume restores it.
     let reoffer = a.set_local_hold(true).await.unwrap();
     assert!(reoffer.contains("a=sendonly"), "{reoffer}");
-    let (answer, held) = b.accept_reoffer(&reoffer).await.unwrap();
+    let held = sdp::audio(&reoffer).unwrap().direction.holds();
     assert!(held);
+    b.set_remote_hold(held);
+    let answer = b.accept_offer(&reoffer).await.unwrap();
     assert!(answer.contains("a=recvonly"), "{answer}");
     a.set_answer(&answer).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -134,8 +142,10 @@ async fn tones_cross_both_ways_and_mute_and_hold_silence_them() {
     assert!(analysis::rms_dbfs(&a_hears.take()) < -60.0);
 
     let reoffer = a.set_local_hold(false).await.unwrap();
-    let (answer, held) = b.accept_reoffer(&reoffer).await.unwrap();
+    let held = sdp::audio(&reoffer).unwrap().direction.holds();
     assert!(!held);
+    b.set_remote_hold(held);
+    let answer = b.accept_offer(&reoffer).await.unwrap();
     a.set_answer(&answer).await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     b_hears.take();

@@ -9,9 +9,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use softphone_audio::device::{CpalSink, CpalSource};
 use softphone_audio::{NullSink, Silence, Sink, Source, Tone, WavSink, WavSource};
+use softphone_engine::api::Api;
 use softphone_engine::call::CallState;
 use softphone_engine::credentials::{TokenStore, account_key};
 use softphone_engine::{CallAudio, Engine, EngineConfig, EngineEvent};
+use softphone_protocol::{CallDirection, EndReason};
 
 /// phonectl: make and take softphone calls from the command line.
 ///
@@ -35,9 +37,10 @@ struct Cli {
     /// User name.
     #[arg(long, env = "PHONECTL_USER", global = true)]
     user: Option<String>,
-    /// Device id (stable per install) [default: phonectl-<user>].
-    #[arg(long, env = "PHONECTL_DEVICE_ID", global = true)]
-    device_id: Option<String>,
+    /// Endpoint id: this installation's stable id towards the switchboard
+    /// [default: phonectl-<user>].
+    #[arg(long, env = "PHONECTL_ENDPOINT_ID", global = true)]
+    endpoint_id: Option<String>,
     /// Keep the token in memory only, not in the OS credential store.
     #[arg(long, global = true)]
     no_keyring: bool,
@@ -157,7 +160,7 @@ struct Ctx {
     server: String,
     tenant: String,
     user: String,
-    device_id: String,
+    endpoint_id: String,
     store: TokenStore,
     json: bool,
     loopback: bool,
@@ -193,8 +196,12 @@ impl Ctx {
         let Some(pw) = Self::password(false)? else {
             bail!("not logged in: run `phonectl login` or set PHONECTL_PASSWORD");
         };
-        let login = softphone_engine::login(&self.server, &self.tenant, &self.user, &pw).await?;
+        let login = Api::login(&self.server, &self.tenant, &self.user, &pw).await?;
         Ok(login.token)
+    }
+
+    async fn api(&self) -> anyhow::Result<Api> {
+        Ok(Api::new(&self.server, &self.token().await?))
     }
 
     fn print(&self, ev: &EngineEvent) {
@@ -209,6 +216,7 @@ impl Ctx {
                     user.user, user.display_name
                 )
             }
+            EngineEvent::Dialing { call_id, to } => println!("call {call_id}: dialing {}", to.user),
             EngineEvent::Incoming { call_id, from } => {
                 println!(
                     "incoming call {call_id} from {} ({})",
@@ -227,10 +235,11 @@ impl Ctx {
                 stats.recv_kbps,
                 stats.mos
             ),
-            EngineEvent::ServerError { code, message } => {
+            EngineEvent::ServerError { code, message, .. } => {
                 eprintln!("server refused: {code}: {message}")
             }
             EngineEvent::Disconnected { reason } => eprintln!("disconnected: {reason}"),
+            EngineEvent::Reconnecting { detail } => eprintln!("reconnecting ({detail})"),
             other => println!("{other:?}"),
         }
     }
@@ -302,8 +311,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .clone()
         .context("--user (or PHONECTL_USER) is required")?;
     let ctx = Ctx {
-        device_id: cli
-            .device_id
+        endpoint_id: cli
+            .endpoint_id
             .clone()
             .unwrap_or_else(|| format!("phonectl-{user}")),
         server: cli.server.trim_end_matches('/').to_string(),
@@ -321,7 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login { password_stdin } => {
             let pw = Ctx::password(password_stdin)?
                 .context("no password: use --password-stdin or PHONECTL_PASSWORD")?;
-            let login = softphone_engine::login(&ctx.server, &ctx.tenant, &ctx.user, &pw).await?;
+            let login = Api::login(&ctx.server, &ctx.tenant, &ctx.user, &pw).await?;
             ctx.store.save(&ctx.account(), &login.token)?;
             println!(
                 "logged in as {} ({}) in {}{}",
@@ -336,49 +345,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Logout => {
-            if let Some(t) = ctx.store.load(&ctx.account())? {
-                let _ = reqwest::Client::new()
-                    .post(format!("{}/v1/logout", ctx.server))
-                    .bearer_auth(&t)
-                    .send()
-                    .await;
+            if let Some(t) = ctx.store.load(&ctx.account())?
+                && let Err(e) = Api::new(&ctx.server, &t).logout().await
+            {
+                eprintln!("the server could not be told ({e}); the token is deleted here anyway");
             }
             ctx.store.delete(&ctx.account())?;
             println!("logged out");
         }
         Command::Whoami => {
-            let v = api_get(&ctx, "/v1/me").await?;
+            let me = ctx.api().await?.me().await?;
             if ctx.json {
-                println!("{v}");
+                println!("{}", serde_json::to_string(&me)?);
             } else {
-                let text = |x: &serde_json::Value| x.as_str().unwrap_or("?").to_string();
                 println!(
                     "{} ({}) in tenant {}, {}",
-                    text(&v["user"]["user"]),
-                    text(&v["user"]["display_name"]),
-                    text(&v["tenant"]),
-                    text(&v["presence"])
+                    me.user.user,
+                    me.user.display_name,
+                    me.tenant,
+                    me.presence.as_str()
                 );
             }
         }
         Command::History { limit } => {
-            let v = api_get(&ctx, &format!("/v1/calls?limit={limit}")).await?;
+            let calls = ctx.api().await?.history(limit).await?;
             if ctx.json {
-                println!("{v}");
+                println!("{}", serde_json::to_string(&calls)?);
             } else {
-                for c in v["calls"].as_array().into_iter().flatten() {
-                    let peer = if c["direction"] == "outgoing" {
-                        &c["callee"]["user"]
-                    } else {
-                        &c["caller"]["user"]
+                for c in calls {
+                    let (dir, peer) = match c.direction {
+                        CallDirection::Outgoing => ("outgoing", &c.callee.user),
+                        CallDirection::Incoming => ("incoming", &c.caller.user),
                     };
                     println!(
-                        "{:<10} {:<12} {:<14} {:>7.1} s{}",
-                        c["direction"].as_str().unwrap_or("?"),
-                        peer.as_str().unwrap_or("?"),
-                        c["end_reason"].as_str().unwrap_or("in progress"),
-                        c["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
-                        if c["missed"] == true { "  MISSED" } else { "" }
+                        "{dir:<10} {peer:<12} {:<14} {:>7.1} s{}",
+                        c.end_reason.map_or("in progress", EndReason::as_str),
+                        c.duration_ms.unwrap_or(0) as f64 / 1000.0,
+                        if c.missed { "  MISSED" } else { "" }
                     );
                 }
             }
@@ -386,7 +389,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call { target, media } => {
             let (engine, mut events) = connect(&ctx).await?;
             let call_id = engine.dial(&target, media.audio()?).await?;
-            follow_call(&ctx, &engine, &mut events, &call_id, &media).await?;
+            let reason = follow_call(&ctx, &engine, &mut events, &call_id, &media).await?;
+            check_end(reason)?;
         }
         Command::Answer { auto, media } => {
             let (engine, mut events) = connect(&ctx).await?;
@@ -407,9 +411,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         None => bail!("engine stopped"),
                     }
                 };
-                engine.answer(&call_id, media.audio()?).await?;
-                follow_call(&ctx, &engine, &mut events, &call_id, &media).await?;
+                if let Err(e) = engine.answer(&call_id, media.audio()?).await {
+                    if !auto {
+                        return Err(e.into());
+                    }
+                    eprintln!("phonectl: could not answer {call_id}: {e}");
+                    continue;
+                }
+                let reason = follow_call(&ctx, &engine, &mut events, &call_id, &media).await?;
                 if !auto {
+                    check_end(reason)?;
                     break;
                 }
             }
@@ -423,51 +434,37 @@ async fn connect(
     ctx: &Ctx,
 ) -> anyhow::Result<(Engine, tokio::sync::mpsc::UnboundedReceiver<EngineEvent>)> {
     let token = ctx.token().await?;
-    let (engine, events) = Engine::connect(EngineConfig {
-        server: ctx.server.clone(),
-        token,
-        device_id: ctx.device_id.clone(),
-        device_name: format!(
-            "phonectl on {}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into())
-        ),
-        media: softphone_engine::media::MediaOptions {
-            loopback_only: ctx.loopback,
-        },
-    })
-    .await?;
+    let mut config = EngineConfig::new(&ctx.server, &token, &ctx.endpoint_id);
+    config.endpoint_name = format!(
+        "phonectl on {}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into())
+    );
+    config.media.loopback_only = ctx.loopback;
+    let (engine, events) = Engine::connect(config).await?;
     Ok((engine, events))
 }
 
-async fn api_get(ctx: &Ctx, path: &str) -> anyhow::Result<serde_json::Value> {
-    let token = ctx.token().await?;
-    let resp = reqwest::Client::new()
-        .get(format!("{}{path}", ctx.server))
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {}", ctx.server))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "{}: {}",
-            body["code"].as_str().unwrap_or("error"),
-            body["message"].as_str().unwrap_or("request failed")
-        );
+/// A call that could not be set up is a failure of the command (exit
+/// status 1): its media could not be negotiated, or it was lost.
+fn check_end(reason: EndReason) -> anyhow::Result<()> {
+    match reason {
+        EndReason::Incompatible => {
+            bail!("the call ended as incompatible: its media could not be negotiated")
+        }
+        EndReason::Failed => bail!("the call failed: its media or signaling was lost"),
+        _ => Ok(()),
     }
-    Ok(body)
 }
 
-/// Prints a call's events until it ends; applies --duration and --hold-after
-/// from the moment it is answered.
+/// Prints a call's events until it ends and returns why it ended; applies
+/// --duration and --hold-after from the moment it is answered.
 async fn follow_call(
     ctx: &Ctx,
     engine: &Engine,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
     call_id: &str,
     media: &MediaArgs,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<EndReason> {
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     let mut hangup_at = far;
     let mut hold_at = far;
@@ -516,8 +513,8 @@ async fn follow_call(
                     dtmf_sent = true;
                     engine.send_dtmf(call_id, d).await?;
                 }
-                if let CallState::Ended { .. } = state {
-                    return Ok(());
+                if let CallState::Ended { reason } = state {
+                    return Ok(*reason);
                 }
             }
             EngineEvent::Disconnected { .. } => bail!("signaling lost"),

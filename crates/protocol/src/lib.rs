@@ -109,6 +109,25 @@ pub enum Presence {
     Offline,
 }
 
+impl Presence {
+    /// The wire name, e.g. `"dnd"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Away => "away",
+            Self::Dnd => "dnd",
+            Self::Offline => "offline",
+        }
+    }
+
+    /// Whether a user may set this status with `presence.set`: every status
+    /// but `offline`, which only the server reports (the one rule, used by
+    /// the switchboard and the app).
+    pub fn can_be_set(self) -> bool {
+        self != Self::Offline
+    }
+}
+
 /// What an SDP in `call.update` is: a re-offer, or the answer to one
 /// (RFC 3264 offer/answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

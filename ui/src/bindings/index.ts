@@ -13,7 +13,9 @@ display_name: string, };
 
 export type Presence = "available" | "away" | "dnd" | "offline";
 
-export type EndReason = "completed" | "rejected" | "busy" | "no_answer" | "cancelled" | "unavailable" | "failed" | "answered_elsewhere";
+export type EndReason = "completed" | "rejected" | "busy" | "no_answer" | "cancelled" | "unavailable" | "failed" | "answered_elsewhere" | "incompatible";
+
+export type CallDirection = "outgoing" | "incoming";
 
 export type ErrorCode = "bad_frame" | "unknown_type" | "frame_too_large" | "invalid_value" | "not_authenticated" | "already_authenticated" | "unauthorized" | "token_expired" | "invalid_credentials" | "not_found" | "call_state" | "call_exists" | "glare" | "self_call" | "rate_limited" | "protocol_version" | "internal";
 
@@ -64,9 +66,9 @@ export type CallRecord = {
  */
 call_id: string, 
 /**
- * `"outgoing"` or `"incoming"`, from the asking user's side.
+ * From the asking user's side: `"outgoing"` or `"incoming"`.
  */
-direction: string, 
+direction: CallDirection, 
 /**
  * Caller.
  */
@@ -109,7 +111,8 @@ end_reason: EndReason | null,
 ended_by: string | null, 
 /**
  * `true` for an incoming call that was never answered by me (no_answer,
- * or cancelled/unavailable/failed before an answer).
+ * or cancelled/unavailable/failed before an answer):
+ * [`EndReason::is_missed`].
  */
 missed: boolean, 
 /**
@@ -141,11 +144,11 @@ export type MediaStats = {
  */
 rtt_ms: number | null, 
 /**
- * Interarrival jitter of received RTP, in ms.
+ * Interarrival jitter of received RTP (RFC 3550 §6.4.1), in ms.
  */
 jitter_ms: number, 
 /**
- * Received packets lost, in percent.
+ * Received packets lost, in percent of those expected.
  */
 loss_pct: number, 
 /**
@@ -169,9 +172,17 @@ packets_received: number,
  */
 jitter_buffer_ms: number, 
 /**
- * Estimated MOS (ITU-T G.107).
+ * Estimated MOS (ITU-T G.107 E-model), 1.0–4.5.
  */
 mos: number, };
+
+export type AuthRefusal = "wrong_credentials" | "token_expired" | "token_revoked";
+
+export type DisconnectReason = { "kind": "unauthorized", 
+/**
+ * Expired or revoked.
+ */
+refusal: AuthRefusal, } | { "kind": "replaced" } | { "kind": "bad_hello" } | { "kind": "shut_down" };
 
 export type EngineEvent = { "event": "registered", 
 /**
@@ -181,7 +192,16 @@ user: UserRef,
 /**
  * Our tenant.
  */
-tenant: string, } | { "event": "incoming", 
+tenant: string, } | { "event": "dialing", 
+/**
+ * The call.
+ */
+call_id: string, 
+/**
+ * Whom we called: the user name we dialled (the display name is
+ * the user name until the directory says otherwise).
+ */
+to: UserRef, } | { "event": "incoming", 
 /**
  * The call.
  */
@@ -201,13 +221,13 @@ state: CallState, } | { "event": "first_audio",
 /**
  * The call.
  */
-call_id: string, } | { "event": "device_lost", 
+call_id: string, } | { "event": "audio_device_lost", 
 /**
  * The call.
  */
 call_id: string, 
 /**
- * `true` for the input, `false` for the output.
+ * `true` for the input (microphone), `false` for the output.
  */
 input: boolean, 
 /**
@@ -245,15 +265,19 @@ code: ErrorCode,
 /**
  * Detail.
  */
-message: string, } | { "event": "reconnecting", 
+message: string, 
 /**
- * Why it dropped.
+ * The call it concerns, when it concerns one.
  */
-reason: string, } | { "event": "disconnected", 
+call_id: string | null, } | { "event": "reconnecting", 
+/**
+ * What the transport said, for logs.
+ */
+detail: string, } | { "event": "disconnected", 
 /**
  * Why.
  */
-reason: string, };
+reason: DisconnectReason, };
 
 export type SessionInfo = { 
 /**
