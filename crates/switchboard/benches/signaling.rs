@@ -72,13 +72,13 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-async fn connect(url: &str, token: &str, device: &str) -> anyhow::Result<Ws> {
+async fn connect(url: &str, token: &str, endpoint: &str) -> anyhow::Result<Ws> {
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
     let hello =
-        json!({"type": "hello", "token": token, "device_id": device, "device_name": "bench"});
+        json!({"type": "hello", "token": token, "device_id": endpoint, "device_name": "bench"});
     ws.send(Message::text(hello.to_string())).await?;
     loop {
         let v = next_json(&mut ws).await?;

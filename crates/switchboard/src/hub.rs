@@ -1,5 +1,9 @@
-//! The routing core: who is connected on which device, which calls exist and
+//! The routing core: who is connected on which endpoint, which calls exist and
 //! in what phase, and who must hear about each change.
+//!
+//! An *endpoint* is one signed-in installation of the app, phonectl or a
+//! browser tab, known by the id it sends as `hello.device_id` (the wire keeps
+//! that historical name); it has nothing to do with audio devices.
 //!
 //! The hub is a pure state machine. It holds no socket, channel, clock or
 //! database: every method that needs the time takes it as `now_ms` (ms since
@@ -45,7 +49,7 @@ pub type ConnId = u64;
 /// duplicate hang-ups get a precise answer: 5 minutes.
 const ENDED_MEMORY_MS: u64 = 5 * 60 * 1000;
 
-/// Frames kept for a device whose socket dropped, until it reconnects.
+/// Frames kept for an endpoint whose socket dropped, until it reconnects.
 const PENDING_LIMIT: usize = 128;
 
 /// A frame queued to a connection, released once CDR write `after_seq` is
@@ -108,10 +112,10 @@ pub enum Timer {
     },
     /// After the reconnect grace: [`Hub::grace_expired`].
     Grace {
-        /// Whose device.
+        /// Whose endpoint.
         user: UserId,
-        /// Which device.
-        device: String,
+        /// Which endpoint.
+        endpoint: String,
         /// Generation; a reconnect bumps it and voids the timer.
         generation: u64,
     },
@@ -123,11 +127,13 @@ pub type HubResult = Result<Effects, HubError>;
 
 struct Conn {
     user: UserId,
-    device: String,
+    endpoint: String,
 }
 
+/// One endpoint of an online user: its socket while connected, the calls
+/// it is in, and the frames kept for it while in reconnect grace.
 #[derive(Default)]
-struct Device {
+struct Endpoint {
     conn: Option<ConnId>,
     calls: HashSet<String>,
     pending: Vec<Outbound>,
@@ -138,7 +144,7 @@ struct OnlineUser {
     tenant: TenantId,
     user: UserRef,
     presence: Presence,
-    devices: HashMap<String, Device>,
+    endpoints: HashMap<String, Endpoint>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,15 +156,15 @@ enum Phase {
 struct Call {
     tenant: TenantId,
     caller: UserId,
-    caller_device: String,
+    caller_endpoint: String,
     callee: UserId,
     callee_ref: UserRef,
     caller_ref: UserRef,
-    ringing: Vec<String>,
-    answered: Option<String>,
+    rung_endpoints: Vec<String>,
+    answered_endpoint: Option<String>,
     phase: Phase,
     ringing_told: bool,
-    /// The SDP offer, kept while ringing so that a rung device whose socket
+    /// The SDP offer, kept while ringing so that a rung endpoint whose socket
     /// was replaced can be rung again.
     offer: String,
 }
@@ -225,25 +231,25 @@ impl Hub {
         })
     }
 
-    /// A user's presence: their set status while a device is connected (or in
-    /// grace), `offline` otherwise.
+    /// A user's presence: their set status while an endpoint is connected (or
+    /// in grace), `offline` otherwise.
     pub fn presence_of(&self, user: UserId) -> Presence {
         self.users
             .get(&user)
             .map_or(Presence::Offline, |u| u.presence)
     }
 
-    /// Registers an authenticated socket `conn` for `who` on `device_id`:
-    /// sends it `welcome` (listing calls the device is part of), the frames
+    /// Registers an authenticated socket `conn` for `who` on `endpoint_id`:
+    /// sends it `welcome` (listing calls the endpoint is part of), the frames
     /// kept while it was away, and `call.incoming` again for calls it is
-    /// still rung for. A previous socket of the same device is closed with
-    /// 4002 (replaced). The user's first device tells the tenant the user is
+    /// still rung for. A previous socket of the same endpoint is closed with
+    /// 4002 (replaced). The user's first endpoint tells the tenant the user is
     /// present.
     pub fn attach(
         &mut self,
         conn: ConnId,
         who: &AuthedUser,
-        device_id: &str,
+        endpoint_id: &str,
         parts: WelcomeParts,
     ) -> Effects {
         let mut fx = Effects::default();
@@ -258,11 +264,11 @@ impl Hub {
             tenant: who.tenant_id,
             user: who.user.clone(),
             presence: Presence::Available,
-            devices: HashMap::new(),
+            endpoints: HashMap::new(),
         });
         let presence = user.presence;
-        let device = user.devices.entry(device_id.to_string()).or_default();
-        if let Some(old) = device.conn.take()
+        let endpoint = user.endpoints.entry(endpoint_id.to_string()).or_default();
+        if let Some(old) = endpoint.conn.take()
             && self.conns.remove(&old).is_some()
         {
             fx.frames.push((
@@ -270,16 +276,16 @@ impl Hub {
                 ConnCmd::Close(close_code::REPLACED, "replaced by a newer connection"),
             ));
         }
-        device.generation += 1;
-        device.conn = Some(conn);
-        let pending = std::mem::take(&mut device.pending);
-        let mut call_ids: Vec<String> = device.calls.iter().cloned().collect();
+        endpoint.generation += 1;
+        endpoint.conn = Some(conn);
+        let pending = std::mem::take(&mut endpoint.pending);
+        let mut call_ids: Vec<String> = endpoint.calls.iter().cloned().collect();
         call_ids.sort();
         let calls = call_ids
             .iter()
             .filter_map(|id| {
                 let c = self.calls.get(id)?;
-                let outgoing = c.caller == uid && c.caller_device == device_id;
+                let outgoing = c.caller == uid && c.caller_endpoint == endpoint_id;
                 Some(CallSummary {
                     call_id: id.clone(),
                     peer: if outgoing {
@@ -295,7 +301,7 @@ impl Hub {
                 })
             })
             .collect();
-        // A rung device that came back is rung again: its new socket has not
+        // A rung endpoint that came back is rung again: its new socket has not
         // seen the offer.
         let rering: Vec<String> = call_ids
             .iter()
@@ -303,7 +309,7 @@ impl Hub {
                 let c = self.calls.get(id)?;
                 let rung = c.phase == Phase::Ringing
                     && c.callee == uid
-                    && c.ringing.iter().any(|d| d == device_id);
+                    && c.rung_endpoints.iter().any(|d| d == endpoint_id);
                 rung.then(|| {
                     ServerMessage::Incoming {
                         call_id: id.clone(),
@@ -319,7 +325,7 @@ impl Hub {
             user: who.user.clone(),
             tenant: who.tenant.clone(),
             session_id: parts.session_id,
-            device_id: device_id.to_string(),
+            device_id: endpoint_id.to_string(),
             presence,
             ice_servers: parts.ice_servers,
             heartbeat_ms: parts.heartbeat_ms,
@@ -337,7 +343,7 @@ impl Hub {
             conn,
             Conn {
                 user: uid,
-                device: device_id.to_string(),
+                endpoint: endpoint_id.to_string(),
             },
         );
         if new_user {
@@ -346,9 +352,9 @@ impl Hub {
         fx
     }
 
-    /// Forgets a socket that closed. Calls its device placed or answered get
-    /// a reconnect grace period (a [`Timer::Grace`] to arm); a device that
-    /// was only being rung stops ringing, and a call whose last rung device
+    /// Forgets a socket that closed. Calls its endpoint placed or answered get
+    /// a reconnect grace period (a [`Timer::Grace`] to arm); an endpoint that
+    /// was only being rung stops ringing, and a call whose last rung endpoint
     /// left ends as `unavailable`. An unknown (or already replaced) `conn`
     /// changes nothing.
     pub fn detach(&mut self, conn: ConnId, now_ms: u64) -> Effects {
@@ -356,56 +362,60 @@ impl Hub {
         let Some(c) = self.conns.remove(&conn) else {
             return fx;
         };
-        let Some(device) = self.device_mut(c.user, &c.device) else {
+        let Some(endpoint) = self.endpoint_mut(c.user, &c.endpoint) else {
             return fx;
         };
-        device.conn = None;
-        let mut ids: Vec<String> = device.calls.iter().cloned().collect();
+        endpoint.conn = None;
+        let mut ids: Vec<String> = endpoint.calls.iter().cloned().collect();
         ids.sort();
         for id in ids {
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
             if call.phase != Phase::Ringing
-                || (call.caller == c.user && call.caller_device == c.device)
+                || (call.caller == c.user && call.caller_endpoint == c.endpoint)
             {
                 continue;
             }
-            call.ringing.retain(|d| *d != c.device);
-            let empty = call.ringing.is_empty();
-            self.device_leaves_call(c.user, &c.device, &id);
+            call.rung_endpoints.retain(|d| *d != c.endpoint);
+            let empty = call.rung_endpoints.is_empty();
+            self.endpoint_leaves_call(c.user, &c.endpoint, &id);
             if empty {
                 self.end_call(&mut fx, &id, EndReason::Unavailable, None, now_ms);
             }
         }
-        let Some(device) = self.device_mut(c.user, &c.device) else {
+        let Some(endpoint) = self.endpoint_mut(c.user, &c.endpoint) else {
             return fx;
         };
-        if device.calls.is_empty() {
-            self.drop_device_if_idle(&mut fx, c.user, &c.device);
+        if endpoint.calls.is_empty() {
+            self.drop_endpoint_if_idle(&mut fx, c.user, &c.endpoint);
         } else {
-            device.generation += 1;
+            endpoint.generation += 1;
             fx.timers.push(Timer::Grace {
                 user: c.user,
-                device: c.device,
-                generation: device.generation,
+                endpoint: c.endpoint,
+                generation: endpoint.generation,
             });
         }
         fx
     }
 
-    /// The reconnect grace of a device ran out: if it did not come back, its
+    /// The reconnect grace of an endpoint ran out: if it did not come back, its
     /// calls end as `failed` and the frames kept for it are dropped. A stale
-    /// timer (the device came back, or a newer grace started) does nothing.
+    /// timer (the endpoint came back, or a newer grace started) does nothing.
     pub fn grace_expired(
         &mut self,
         user: UserId,
-        device: &str,
+        endpoint: &str,
         generation: u64,
         now_ms: u64,
     ) -> Effects {
         let mut fx = Effects::default();
-        let Some(d) = self.users.get(&user).and_then(|u| u.devices.get(device)) else {
+        let Some(d) = self
+            .users
+            .get(&user)
+            .and_then(|u| u.endpoints.get(endpoint))
+        else {
             return fx;
         };
         if d.conn.is_some() || d.generation != generation {
@@ -416,10 +426,10 @@ impl Hub {
         for id in ids {
             self.end_call(&mut fx, &id, EndReason::Failed, None, now_ms);
         }
-        if let Some(d) = self.device_mut(user, device) {
+        if let Some(d) = self.endpoint_mut(user, endpoint) {
             d.pending.clear();
         }
-        self.drop_device_if_idle(&mut fx, user, device);
+        self.drop_endpoint_if_idle(&mut fx, user, endpoint);
         fx
     }
 
@@ -440,13 +450,13 @@ impl Hub {
     fn me(&self, conn: ConnId) -> Result<(UserId, String), HubError> {
         self.conns
             .get(&conn)
-            .map(|c| (c.user, c.device.clone()))
+            .map(|c| (c.user, c.endpoint.clone()))
             .ok_or_else(|| err(ErrorCode::Internal, "connection not registered"))
     }
 
     /// `call.invite` from `conn` to `callee` (already resolved within the
     /// caller's tenant; `None` when no such user). On success the call
-    /// exists and has a CDR row: it rings the callee's free devices (with a
+    /// exists and has a CDR row: it rings the callee's free endpoints (with a
     /// [`Timer::RingTimeout`]), or ends at once as `busy` or `unavailable`.
     ///
     /// # Errors
@@ -462,7 +472,7 @@ impl Hub {
         sdp: String,
         now_ms: u64,
     ) -> HubResult {
-        let (me, my_device) = self.me(conn)?;
+        let (me, my_endpoint) = self.me(conn)?;
         if !valid_call_id(call_id) {
             return Err(err(
                 ErrorCode::InvalidValue,
@@ -495,12 +505,12 @@ impl Hub {
         let call = Call {
             tenant: caller.tenant,
             caller: me,
-            caller_device: my_device.clone(),
+            caller_endpoint: my_endpoint.clone(),
             callee: callee.user_id,
             callee_ref: callee.user.clone(),
             caller_ref: caller.user.clone(),
-            ringing: Vec::new(),
-            answered: None,
+            rung_endpoints: Vec::new(),
+            answered_endpoint: None,
             phase: Phase::Ringing,
             ringing_told: false,
             offer: String::new(),
@@ -513,13 +523,13 @@ impl Hub {
                 tenant_id: call.tenant,
                 caller_id: me,
                 callee_id: callee.user_id,
-                caller_device: my_device.clone(),
+                caller_endpoint: my_endpoint.clone(),
                 at_ms: now_ms,
             },
         );
         let from = call.caller_ref.clone();
         self.calls.insert(call_id.to_string(), call);
-        self.device_joins_call(me, &my_device, call_id);
+        self.endpoint_joins_call(me, &my_endpoint, call_id);
 
         let Some(target) = self.users.get(&callee.user_id) else {
             self.end_call(&mut fx, call_id, EndReason::Unavailable, None, now_ms);
@@ -530,14 +540,14 @@ impl Hub {
             self.end_call(&mut fx, call_id, EndReason::Busy, by, now_ms);
             return Ok(fx);
         }
-        if !target.devices.values().any(|d| d.conn.is_some()) {
+        if !target.endpoints.values().any(|d| d.conn.is_some()) {
             self.end_call(&mut fx, call_id, EndReason::Unavailable, None, now_ms);
             return Ok(fx);
         }
         let mut free: Vec<String> = target
-            .devices
+            .endpoints
             .iter()
-            .filter(|(id, d)| d.conn.is_some() && !self.device_busy(callee.user_id, id, d))
+            .filter(|(id, d)| d.conn.is_some() && !self.endpoint_busy(callee.user_id, id, d))
             .map(|(id, _)| id.clone())
             .collect();
         free.sort();
@@ -552,11 +562,11 @@ impl Hub {
         }
         .to_json();
         for d in &free {
-            self.device_joins_call(callee.user_id, d, call_id);
+            self.endpoint_joins_call(callee.user_id, d, call_id);
             self.send_text(&mut fx, callee.user_id, d, &text, created);
         }
         if let Some(c) = self.calls.get_mut(call_id) {
-            c.ringing = free;
+            c.rung_endpoints = free;
             c.offer = sdp;
         }
         self.ringing_pairs
@@ -567,11 +577,11 @@ impl Hub {
         Ok(fx)
     }
 
-    /// A device is busy when it is in an answered call or placing one.
-    fn device_busy(&self, user: UserId, device: &str, d: &Device) -> bool {
+    /// An endpoint is busy when it is in an answered call or placing one.
+    fn endpoint_busy(&self, user: UserId, endpoint: &str, d: &Endpoint) -> bool {
         d.calls.iter().any(|id| {
             self.calls.get(id).is_some_and(|c| {
-                c.phase == Phase::Active || (c.caller == user && c.caller_device == device)
+                c.phase == Phase::Active || (c.caller == user && c.caller_endpoint == endpoint)
             })
         })
     }
@@ -591,25 +601,25 @@ impl Hub {
         }
     }
 
-    /// `call.ringing` from a rung callee device: records `ringing_at_ms` and
-    /// tells the calling device, once per call; later ones do nothing.
+    /// `call.ringing` from a rung callee endpoint: records `ringing_at_ms` and
+    /// tells the calling endpoint, once per call; later ones do nothing.
     ///
     /// # Errors
-    /// `not_found`; `call_state` (ended, or this device is not rung).
+    /// `not_found`; `call_state` (ended, or this endpoint is not rung).
     pub fn ringing(&mut self, conn: ConnId, call_id: &str, now_ms: u64) -> HubResult {
-        let (me, dev) = self.me(conn)?;
+        let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
-        if call.callee != me || !call.ringing.contains(&dev) {
+        if call.callee != me || !call.rung_endpoints.contains(&ep) {
             return Err(err(
                 ErrorCode::CallState,
-                "this device is not ringing for the call",
+                "this endpoint is not ringing for the call",
             ));
         }
         let mut fx = Effects::default();
         if call.ringing_told {
             return Ok(fx);
         }
-        let (caller, caller_device) = (call.caller, call.caller_device.clone());
+        let (caller, caller_endpoint) = (call.caller, call.caller_endpoint.clone());
         let seq = self.record(
             &mut fx,
             CdrWrite::Ringing {
@@ -623,19 +633,19 @@ impl Hub {
         let msg = ServerMessage::Ringing {
             call_id: call_id.to_string(),
         };
-        self.send(&mut fx, caller, &caller_device, &msg, seq);
+        self.send(&mut fx, caller, &caller_endpoint, &msg, seq);
         Ok(fx)
     }
 
-    /// `call.accept` from a rung callee device: the first accept wins. The
-    /// caller gets the SDP answer, this device a confirmation, the callee's
-    /// other rung devices `call.answered_elsewhere` (terminal for them).
+    /// `call.accept` from a rung callee endpoint: the first accept wins. The
+    /// caller gets the SDP answer, this endpoint a confirmation, the callee's
+    /// other rung endpoints `call.answered_elsewhere` (terminal for them).
     ///
     /// # Errors
     /// `not_found`; `call_state` (ended, not the callee, already answered,
     /// not rung); `invalid_value` (SDP size).
     pub fn accept(&mut self, conn: ConnId, call_id: &str, sdp: String, now_ms: u64) -> HubResult {
-        let (me, dev) = self.me(conn)?;
+        let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.callee != me {
             return Err(err(ErrorCode::CallState, "only the callee can accept"));
@@ -643,10 +653,10 @@ impl Hub {
         if call.phase == Phase::Active {
             return Err(err(ErrorCode::CallState, "the call is already answered"));
         }
-        if !call.ringing.contains(&dev) {
+        if !call.rung_endpoints.contains(&ep) {
             return Err(err(
                 ErrorCode::CallState,
-                "this device was not rung for the call",
+                "this endpoint was not rung for the call",
             ));
         }
         check_sdp(&sdp)?;
@@ -655,7 +665,7 @@ impl Hub {
             &mut fx,
             CdrWrite::Answered {
                 call_id: call_id.to_string(),
-                device: dev.clone(),
+                endpoint: ep.clone(),
                 at_ms: now_ms,
             },
         );
@@ -663,37 +673,37 @@ impl Hub {
             return Err(err(ErrorCode::NotFound, "no such call"));
         };
         call.phase = Phase::Active;
-        call.answered = Some(dev.clone());
+        call.answered_endpoint = Some(ep.clone());
         call.offer = String::new();
-        let others: Vec<String> = call.ringing.drain(..).filter(|d| *d != dev).collect();
-        let (caller, caller_device) = (call.caller, call.caller_device.clone());
+        let others: Vec<String> = call.rung_endpoints.drain(..).filter(|d| *d != ep).collect();
+        let (caller, caller_endpoint) = (call.caller, call.caller_endpoint.clone());
         self.forget_ringing_pair(caller, me, call_id);
         let to_caller = ServerMessage::Accepted {
             call_id: call_id.to_string(),
             sdp: Some(sdp),
-            device_id: dev.clone(),
+            device_id: ep.clone(),
         };
-        self.send(&mut fx, caller, &caller_device, &to_caller, seq);
+        self.send(&mut fx, caller, &caller_endpoint, &to_caller, seq);
         let to_me = ServerMessage::Accepted {
             call_id: call_id.to_string(),
             sdp: None,
-            device_id: dev.clone(),
+            device_id: ep.clone(),
         };
-        self.send(&mut fx, me, &dev, &to_me, seq);
+        self.send(&mut fx, me, &ep, &to_me, seq);
         let elsewhere = ServerMessage::AnsweredElsewhere {
             call_id: call_id.to_string(),
-            device_id: dev.clone(),
+            device_id: ep.clone(),
         };
         for d in others {
             self.send(&mut fx, me, &d, &elsewhere, seq);
-            self.device_leaves_call(me, &d, call_id);
-            self.drop_device_if_idle(&mut fx, me, &d);
+            self.endpoint_leaves_call(me, &d, call_id);
+            self.drop_endpoint_if_idle(&mut fx, me, &d);
         }
         Ok(fx)
     }
 
-    /// `call.reject` from a rung callee device: ends the call on every device
-    /// with the given reason, `ended_by` the callee.
+    /// `call.reject` from a rung callee endpoint: ends the call on every
+    /// endpoint with the given reason, `ended_by` the callee.
     ///
     /// # Errors
     /// `not_found`; `call_state` (ended, the caller, answered, not rung).
@@ -704,7 +714,7 @@ impl Hub {
         reason: RejectReason,
         now_ms: u64,
     ) -> HubResult {
-        let (me, dev) = self.me(conn)?;
+        let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         if call.callee != me {
             return Err(err(
@@ -718,10 +728,10 @@ impl Hub {
                 "the call is answered; hang up instead",
             ));
         }
-        if !call.ringing.contains(&dev) {
+        if !call.rung_endpoints.contains(&ep) {
             return Err(err(
                 ErrorCode::CallState,
-                "this device was not rung for the call",
+                "this endpoint was not rung for the call",
             ));
         }
         let reason = match reason {
@@ -734,18 +744,18 @@ impl Hub {
         Ok(fx)
     }
 
-    /// `call.cancel` from the calling device while ringing: ends the call as
+    /// `call.cancel` from the calling endpoint while ringing: ends the call as
     /// `cancelled`.
     ///
     /// # Errors
-    /// `not_found`; `call_state` (ended, not the calling device, answered).
+    /// `not_found`; `call_state` (ended, not the calling endpoint, answered).
     pub fn cancel(&mut self, conn: ConnId, call_id: &str, now_ms: u64) -> HubResult {
-        let (me, dev) = self.me(conn)?;
+        let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
-        if call.caller != me || call.caller_device != dev {
+        if call.caller != me || call.caller_endpoint != ep {
             return Err(err(
                 ErrorCode::CallState,
-                "only the calling device can cancel",
+                "only the calling endpoint can cancel",
             ));
         }
         if call.phase == Phase::Active {
@@ -759,12 +769,12 @@ impl Hub {
         Ok(fx)
     }
 
-    /// `call.hangup` from a party device. While answered it ends the call as
+    /// `call.hangup` from a party endpoint. While answered it ends the call as
     /// `completed` (or as `why` says); while ringing it cancels (calling
-    /// device) or rejects (a rung device).
+    /// endpoint) or rejects (a rung endpoint).
     ///
     /// # Errors
-    /// `not_found`; `call_state` (ended, or this device is not in the call).
+    /// `not_found`; `call_state` (ended, or this endpoint is not in the call).
     pub fn hangup(
         &mut self,
         conn: ConnId,
@@ -772,72 +782,82 @@ impl Hub {
         why: Option<HangupReason>,
         now_ms: u64,
     ) -> HubResult {
-        let (me, dev) = self.me(conn)?;
+        let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
-        let is_caller = call.caller == me && call.caller_device == dev;
+        let is_caller = call.caller == me && call.caller_endpoint == ep;
         let reason = match call.phase {
-            Phase::Active if is_caller || call.answered.as_deref() == Some(dev.as_str()) => {
+            Phase::Active
+                if is_caller || call.answered_endpoint.as_deref() == Some(ep.as_str()) =>
+            {
                 why.map_or(EndReason::Completed, HangupReason::end_reason)
             }
             Phase::Ringing if is_caller => EndReason::Cancelled,
-            Phase::Ringing if call.callee == me && call.ringing.contains(&dev) => {
+            Phase::Ringing if call.callee == me && call.rung_endpoints.contains(&ep) => {
                 EndReason::Rejected
             }
-            _ => return Err(err(ErrorCode::CallState, "this device is not in the call")),
+            _ => {
+                return Err(err(
+                    ErrorCode::CallState,
+                    "this endpoint is not in the call",
+                ));
+            }
         };
         let mut fx = Effects::default();
         self.end_call(&mut fx, call_id, reason, Some(me), now_ms);
         Ok(fx)
     }
 
-    /// The device on the other end of a call from `(me, dev)`: for the caller,
-    /// the answering device (or every rung device while ringing); for the
-    /// answering device, the caller's.
+    /// The endpoint on the other end of a call from `(me, ep)`: for the caller,
+    /// the answering endpoint (or every rung endpoint while ringing); for the
+    /// answering endpoint, the caller's.
     fn peers(
         &self,
         call_id: &str,
         me: UserId,
-        dev: &str,
+        ep: &str,
         need_active: bool,
     ) -> Result<(UserId, Vec<String>), HubError> {
         let call = self.party_call(call_id, me)?;
         if need_active && call.phase != Phase::Active {
             return Err(err(ErrorCode::CallState, "the call is not answered yet"));
         }
-        if call.caller == me && call.caller_device == dev {
-            let targets = match &call.answered {
+        if call.caller == me && call.caller_endpoint == ep {
+            let targets = match &call.answered_endpoint {
                 Some(d) => vec![d.clone()],
-                None => call.ringing.clone(),
+                None => call.rung_endpoints.clone(),
             };
             Ok((call.callee, targets))
-        } else if call.callee == me && call.answered.as_deref() == Some(dev) {
-            Ok((call.caller, vec![call.caller_device.clone()]))
+        } else if call.callee == me && call.answered_endpoint.as_deref() == Some(ep) {
+            Ok((call.caller, vec![call.caller_endpoint.clone()]))
         } else {
-            Err(err(ErrorCode::CallState, "this device is not in the call"))
+            Err(err(
+                ErrorCode::CallState,
+                "this endpoint is not in the call",
+            ))
         }
     }
 
     /// `ice.candidate`: relays a trickled candidate (RFC 8838) to the other
-    /// party's device(s), unheld.
+    /// party's endpoint(s), unheld.
     ///
     /// # Errors
     /// `not_found`; `call_state` (ended, or not in the call, which includes
-    /// a rung device before its accept).
+    /// a rung endpoint before its accept).
     pub fn candidate(
         &mut self,
         conn: ConnId,
         call_id: &str,
         candidate: Option<IceCandidate>,
     ) -> HubResult {
-        let (me, dev) = self.me(conn)?;
-        let (peer, devices) = self.peers(call_id, me, &dev, false)?;
+        let (me, ep) = self.me(conn)?;
+        let (peer, endpoints) = self.peers(call_id, me, &ep, false)?;
         let text = ServerMessage::Candidate {
             call_id: call_id.to_string(),
             candidate,
         }
         .to_json();
         let mut fx = Effects::default();
-        for d in devices {
+        for d in endpoints {
             self.send_text(&mut fx, peer, &d, &text, 0);
         }
         Ok(fx)
@@ -850,16 +870,16 @@ impl Hub {
     /// `invalid_value` (SDP size, checked first); `not_found`; `call_state`
     /// (ended, not answered yet, not in the call).
     pub fn update(&mut self, conn: ConnId, call_id: &str, kind: SdpKind, sdp: String) -> HubResult {
-        let (me, dev) = self.me(conn)?;
+        let (me, ep) = self.me(conn)?;
         check_sdp(&sdp)?;
-        let (peer, devices) = self.peers(call_id, me, &dev, true)?;
+        let (peer, endpoints) = self.peers(call_id, me, &ep, true)?;
         let msg = ServerMessage::Update {
             call_id: call_id.to_string(),
             kind,
             sdp,
         };
         let mut fx = Effects::default();
-        for d in devices {
+        for d in endpoints {
             self.send(&mut fx, peer, &d, &msg, 0);
         }
         Ok(fx)
@@ -930,7 +950,7 @@ impl Hub {
         Ok(fx)
     }
 
-    /// Ends a call: CDR, terminal frame to every device in it, cleanup.
+    /// Ends a call: CDR, terminal frame to every endpoint in it, cleanup.
     fn end_call(
         &mut self,
         fx: &mut Effects,
@@ -977,19 +997,19 @@ impl Hub {
             },
             _ => ended.clone(),
         };
-        self.send(fx, call.caller, &call.caller_device, &to_caller, seq);
-        self.device_leaves_call(call.caller, &call.caller_device, call_id);
-        self.drop_device_if_idle(fx, call.caller, &call.caller_device);
-        let callee_devices: Vec<String> = call
-            .answered
+        self.send(fx, call.caller, &call.caller_endpoint, &to_caller, seq);
+        self.endpoint_leaves_call(call.caller, &call.caller_endpoint, call_id);
+        self.drop_endpoint_if_idle(fx, call.caller, &call.caller_endpoint);
+        let callee_endpoints: Vec<String> = call
+            .answered_endpoint
             .iter()
             .cloned()
-            .chain(call.ringing.iter().cloned())
+            .chain(call.rung_endpoints.iter().cloned())
             .collect();
-        for d in callee_devices {
+        for d in callee_endpoints {
             self.send(fx, call.callee, &d, &ended, seq);
-            self.device_leaves_call(call.callee, &d, call_id);
-            self.drop_device_if_idle(fx, call.callee, &d);
+            self.endpoint_leaves_call(call.callee, &d, call_id);
+            self.drop_endpoint_if_idle(fx, call.callee, &d);
         }
         self.ended.insert(
             call_id.to_string(),
@@ -1047,39 +1067,39 @@ impl Hub {
         }
     }
 
-    fn device_mut(&mut self, user: UserId, device: &str) -> Option<&mut Device> {
+    fn endpoint_mut(&mut self, user: UserId, endpoint: &str) -> Option<&mut Endpoint> {
         self.users
             .get_mut(&user)
-            .and_then(|u| u.devices.get_mut(device))
+            .and_then(|u| u.endpoints.get_mut(endpoint))
     }
 
-    fn device_joins_call(&mut self, user: UserId, device: &str, call_id: &str) {
-        if let Some(d) = self.device_mut(user, device) {
+    fn endpoint_joins_call(&mut self, user: UserId, endpoint: &str, call_id: &str) {
+        if let Some(d) = self.endpoint_mut(user, endpoint) {
             d.calls.insert(call_id.to_string());
         }
     }
 
-    fn device_leaves_call(&mut self, user: UserId, device: &str, call_id: &str) {
-        if let Some(d) = self.device_mut(user, device) {
+    fn endpoint_leaves_call(&mut self, user: UserId, endpoint: &str, call_id: &str) {
+        if let Some(d) = self.endpoint_mut(user, endpoint) {
             d.calls.remove(call_id);
         }
     }
 
-    /// Removes a disconnected device with no calls and no kept frames left,
-    /// and the user with their last device (telling the tenant they are
-    /// offline). A device in grace keeps the `call.ended` of a call that
+    /// Removes a disconnected endpoint with no calls and no kept frames left,
+    /// and the user with their last endpoint (telling the tenant they are
+    /// offline). An endpoint in grace keeps the `call.ended` of a call that
     /// ended while it was away until it returns or its grace runs out.
-    fn drop_device_if_idle(&mut self, fx: &mut Effects, user: UserId, device: &str) {
+    fn drop_endpoint_if_idle(&mut self, fx: &mut Effects, user: UserId, endpoint: &str) {
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
-        if u.devices
-            .get(device)
+        if u.endpoints
+            .get(endpoint)
             .is_some_and(|d| d.conn.is_none() && d.calls.is_empty() && d.pending.is_empty())
         {
-            u.devices.remove(device);
+            u.endpoints.remove(endpoint);
         }
-        if !u.devices.is_empty() {
+        if !u.endpoints.is_empty() {
             return;
         }
         let Some(u) = self.users.remove(&user) else {
@@ -1110,8 +1130,8 @@ impl Hub {
         self.broadcast(fx, u.tenant, &msg);
     }
 
-    /// Queues a frame to every connected device of a tenant (not kept for
-    /// devices in grace).
+    /// Queues a frame to every connected endpoint of a tenant (not kept for
+    /// endpoints in grace).
     fn broadcast(&self, fx: &mut Effects, tenant: TenantId, msg: &ServerMessage) {
         let Some(members) = self.tenants.get(&tenant) else {
             return;
@@ -1120,7 +1140,7 @@ impl Hub {
         let mut conns: Vec<ConnId> = members
             .iter()
             .filter_map(|uid| self.users.get(uid))
-            .flat_map(|u| u.devices.values())
+            .flat_map(|u| u.endpoints.values())
             .filter_map(|d| d.conn)
             .collect();
         conns.sort_unstable();
@@ -1137,25 +1157,25 @@ impl Hub {
         &mut self,
         fx: &mut Effects,
         user: UserId,
-        device: &str,
+        endpoint: &str,
         msg: &ServerMessage,
         after_seq: u64,
     ) {
         let text = msg.to_json();
-        self.send_text(fx, user, device, &text, after_seq);
+        self.send_text(fx, user, endpoint, &text, after_seq);
     }
 
-    /// Queues a frame to a device: to its socket, or kept for its return
+    /// Queues a frame to an endpoint: to its socket, or kept for its return
     /// while it is in reconnect grace (at most [`PENDING_LIMIT`]).
     fn send_text(
         &mut self,
         fx: &mut Effects,
         user: UserId,
-        device: &str,
+        endpoint: &str,
         text: &str,
         after_seq: u64,
     ) {
-        let Some(d) = self.device_mut(user, device) else {
+        let Some(d) = self.endpoint_mut(user, endpoint) else {
             return;
         };
         let o = Outbound {
@@ -1165,7 +1185,7 @@ impl Hub {
         match d.conn {
             Some(c) => fx.frames.push((c, ConnCmd::Frame(o))),
             None if d.pending.len() < PENDING_LIMIT => d.pending.push(o),
-            None => tracing::debug!(user, device, "pending frames full; dropping one"),
+            None => tracing::debug!(user, endpoint, "pending frames full; dropping one"),
         }
     }
 }

@@ -46,7 +46,7 @@ impl Default for Metrics {
         };
         registry.register(
             "connections",
-            "Authenticated WebSocket connections",
+            "Authenticated WebSocket connections (one per connected endpoint)",
             m.connections.clone(),
         );
         registry.register(

@@ -655,7 +655,7 @@ impl Store {
                 tenant_id,
                 caller_id,
                 callee_id,
-                caller_device,
+                caller_endpoint,
                 at_ms,
             } => {
                 sqlx::query(
@@ -666,7 +666,7 @@ impl Store {
                 .bind(tenant_id)
                 .bind(caller_id)
                 .bind(callee_id)
-                .bind(caller_device)
+                .bind(caller_endpoint)
                 .bind(*at_ms as i64)
                 .execute(&mut *tx)
                 .await?;
@@ -682,14 +682,14 @@ impl Store {
             }
             CdrWrite::Answered {
                 call_id,
-                device,
+                endpoint,
                 at_ms,
             } => {
                 sqlx::query(
                     "UPDATE calls SET answered_at_ms = ?, answered_device = ? WHERE id = ?",
                 )
                 .bind(*at_ms as i64)
-                .bind(device)
+                .bind(endpoint)
                 .bind(call_id)
                 .execute(&mut *tx)
                 .await?;
@@ -749,7 +749,7 @@ impl Store {
 const CALL_SELECT: &str = "SELECT c.id AS call_id, c.caller_id,
        cu.username AS caller_name, cu.display_name AS caller_display,
        ce.username AS callee_name, ce.display_name AS callee_display,
-       c.answered_device, c.created_at_ms, c.ringing_at_ms, c.answered_at_ms,
+       c.answered_device AS answered_endpoint, c.created_at_ms, c.ringing_at_ms, c.answered_at_ms,
        c.ended_at_ms, c.duration_ms, c.end_reason, eb.username AS ended_by,
        qa.rtt_ms AS qa_rtt_ms, qa.jitter_ms AS qa_jitter_ms, qa.loss_pct AS qa_loss_pct,
        qa.mos AS qa_mos, qa.send_kbps AS qa_send_kbps, qa.recv_kbps AS qa_recv_kbps,
@@ -775,7 +775,7 @@ struct CallRow {
     caller_display: Option<String>,
     callee_name: Option<String>,
     callee_display: Option<String>,
-    answered_device: Option<String>,
+    answered_endpoint: Option<String>,
     created_at_ms: i64,
     ringing_at_ms: Option<i64>,
     answered_at_ms: Option<i64>,
@@ -818,7 +818,7 @@ impl CallRow {
             direction,
             caller: user(self.caller_name, self.caller_display),
             callee: user(self.callee_name, self.callee_display),
-            answered_device: self.answered_device,
+            answered_device: self.answered_endpoint,
             created_at_ms: ms(Some(self.created_at_ms)).unwrap_or(0),
             ringing_at_ms: ms(self.ringing_at_ms),
             answered_at_ms,
@@ -934,24 +934,26 @@ pub enum CdrWrite {
         caller_id: UserId,
         /// Callee.
         callee_id: UserId,
-        /// Caller's device id.
-        caller_device: String,
+        /// The calling endpoint's id (`hello.device_id`; column
+        /// `calls.caller_device`).
+        caller_endpoint: String,
         /// ms since the Unix epoch.
         at_ms: u64,
     },
-    /// First callee device ringing.
+    /// First callee endpoint ringing.
     Ringing {
         /// Call id.
         call_id: String,
         /// ms since the Unix epoch.
         at_ms: u64,
     },
-    /// Answered on `device`.
+    /// Answered on `endpoint`.
     Answered {
         /// Call id.
         call_id: String,
-        /// Answering device id.
-        device: String,
+        /// The answering endpoint's id (`hello.device_id`; column
+        /// `calls.answered_device`).
+        endpoint: String,
         /// ms since the Unix epoch.
         at_ms: u64,
     },
@@ -1160,7 +1162,7 @@ mod tests {
                 tenant_id: t,
                 caller_id: a,
                 callee_id: b,
-                caller_device: "da".into(),
+                caller_endpoint: "da".into(),
                 at_ms: 1_000,
             },
             CdrWrite::Ringing {
@@ -1169,7 +1171,7 @@ mod tests {
             },
             CdrWrite::Answered {
                 call_id: "c1".into(),
-                device: "db".into(),
+                endpoint: "db".into(),
                 at_ms: 2_000,
             },
             CdrWrite::Quality {
@@ -1252,7 +1254,7 @@ mod tests {
                 tenant_id: t,
                 caller_id: a,
                 callee_id: b,
-                caller_device: "d".into(),
+                caller_endpoint: "d".into(),
                 at_ms: now - 10_000,
             },
         );
@@ -1260,7 +1262,7 @@ mod tests {
             2,
             CdrWrite::Answered {
                 call_id: "c1".into(),
-                device: "db".into(),
+                endpoint: "db".into(),
                 at_ms: now - 9_000,
             },
         );

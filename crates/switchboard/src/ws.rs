@@ -181,12 +181,11 @@ async fn close(sink: &mut Sink, code: u16, reason: impl Into<String>) {
 
 async fn handle(socket: WebSocket, shared: Arc<Shared>, addr: SocketAddr) {
     let (mut sink, mut stream) = socket.split();
-    let Some((who, device_id)) = await_hello(&shared, &mut sink, &mut stream).await else {
+    let Some((who, endpoint_id)) = await_hello(&shared, &mut sink, &mut stream).await else {
         return;
     };
-    let span =
-        tracing::info_span!("ws", user = %who.user.user, tenant = %who.tenant, device = %device_id);
-    serve_socket(sink, stream, shared, who, device_id, addr)
+    let span = tracing::info_span!("ws", user = %who.user.user, tenant = %who.tenant, endpoint = %endpoint_id);
+    serve_socket(sink, stream, shared, who, endpoint_id, addr)
         .instrument(span)
         .await;
 }
@@ -216,7 +215,7 @@ async fn serve_socket(
     mut stream: Stream,
     shared: Arc<Shared>,
     who: AuthedUser,
-    device_id: String,
+    endpoint_id: String,
     addr: SocketAddr,
 ) {
     tracing::info!(%addr, "connected");
@@ -236,7 +235,7 @@ async fn serve_socket(
         let mut r = shared.routing();
         let conn = r.hub.next_conn_id();
         r.sockets.insert(conn, handle);
-        let fx = r.hub.attach(conn, &who, &device_id, parts);
+        let fx = r.hub.attach(conn, &who, &endpoint_id, parts);
         let timers = r.apply(fx);
         drop(r);
         arm(&shared, timers);
@@ -378,9 +377,10 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// Reads frames until a good `hello`; answers anything else with
-/// `not_authenticated`. Returns `None` when the socket was closed (also
-/// after the configured hello timeout, with 4003).
+/// Reads frames until a good `hello` and returns its user and endpoint id
+/// (wire name `device_id`); answers anything else with `not_authenticated`.
+/// Returns `None` when the socket was closed (also after the configured
+/// hello timeout, with 4003).
 async fn await_hello(
     shared: &Arc<Shared>,
     sink: &mut Sink,
@@ -431,8 +431,8 @@ async fn await_hello(
         };
         let ClientMessage::Hello {
             token,
-            device_id,
-            device_name,
+            device_id: endpoint_id,
+            device_name: endpoint_name,
             protocol,
         } = frame.message
         else {
@@ -454,14 +454,14 @@ async fn await_hello(
             close(sink, close_code::BAD_HELLO, "unsupported protocol version").await;
             return None;
         }
-        if !valid_device_id(&device_id) || device_name.len() > 128 {
+        if !valid_device_id(&endpoint_id) || endpoint_name.len() > 128 {
             let m = "device_id must be 1–64 characters of A–Z a–z 0–9 - _; device_name at most 128 bytes";
             send_direct(sink, refuse(ErrorCode::InvalidValue, m)).await;
-            close(sink, close_code::BAD_HELLO, "bad device id").await;
+            close(sink, close_code::BAD_HELLO, "bad device_id or device_name").await;
             return None;
         }
         match shared.store.resolve_token(&token).await {
-            Ok(Ok(who)) => return Some((who, device_id)),
+            Ok(Ok(who)) => return Some((who, endpoint_id)),
             Ok(Err(refusal)) => {
                 let (code, m) = match refusal {
                     TokenRefusal::Expired => {
@@ -597,9 +597,9 @@ fn arm(shared: &Arc<Shared>, timers: Vec<Timer>) {
                     Timer::RingTimeout { call_id } => h.ring_timeout(&call_id, now),
                     Timer::Grace {
                         user,
-                        device,
+                        endpoint,
                         generation,
-                    } => h.grace_expired(user, &device, generation, now),
+                    } => h.grace_expired(user, &endpoint, generation, now),
                 })
             });
         });

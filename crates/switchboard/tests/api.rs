@@ -88,7 +88,7 @@ async fn expired_tokens_are_refused_over_http_and_websocket() {
         ws,
         token: token.clone(),
         user: "alice".into(),
-        device: "a1".into(),
+        endpoint: "a1".into(),
         welcome: json!(null),
     };
     c.send(json!({"type": "hello", "id": "h", "token": token, "device_id": "a1"}))
@@ -105,7 +105,7 @@ async fn bad_tokens_and_bad_hellos_close_with_documented_codes() {
         ws,
         token: String::new(),
         user: "x".into(),
-        device: "x".into(),
+        endpoint: "x".into(),
         welcome: json!(null),
     };
     c.send(json!({"type": "hello", "id": "h1", "token": "not-a-token", "device_id": "d"}))
@@ -119,7 +119,7 @@ async fn bad_tokens_and_bad_hellos_close_with_documented_codes() {
         ws,
         token: token.clone(),
         user: "alice".into(),
-        device: "x".into(),
+        endpoint: "x".into(),
         welcome: json!(null),
     };
     c.send(json!({"type": "hello", "id": "h2", "token": token, "device_id": "d", "protocol": 99}))
@@ -132,10 +132,10 @@ async fn bad_tokens_and_bad_hellos_close_with_documented_codes() {
         ws,
         token: token.clone(),
         user: "alice".into(),
-        device: "x".into(),
+        endpoint: "x".into(),
         welcome: json!(null),
     };
-    c.send(json!({"type": "hello", "id": "h3", "token": token, "device_id": "bad device id!"}))
+    c.send(json!({"type": "hello", "id": "h3", "token": token, "device_id": "bad endpoint id!"}))
         .await;
     c.expect_error("invalid_value", Some("h3")).await;
     assert_eq!(c.expect_close().await, 4000);

@@ -22,7 +22,7 @@ async fn every_bad_frame_gets_a_coded_error_and_the_socket_stays_usable() {
         ws,
         token: String::new(),
         user: "alice".into(),
-        device: "a0".into(),
+        endpoint: "a0".into(),
         welcome: json!(null),
     };
     early.send(json!({"type": "call.invite", "id": "too-early", "call_id": "x", "to": "bob", "sdp": "v=0"})).await;

@@ -19,7 +19,7 @@ async fn full_call_relays_sdp_candidates_updates_and_keeps_a_cdr() {
     assert_eq!(inc["from"]["display_name"], "Alice Martin");
     assert_eq!(inc["sdp"], fake_sdp("offer"));
 
-    // The caller trickles before the answer: the rung device gets it.
+    // The caller trickles before the answer: the rung endpoint gets it.
     let cand = json!({"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host", "sdp_mid": "0", "sdp_mline_index": 0});
     alice
         .send(json!({"type": "ice.candidate", "call_id": "call-1", "candidate": cand}))
@@ -93,7 +93,7 @@ async fn full_call_relays_sdp_candidates_updates_and_keeps_a_cdr() {
 }
 
 #[tokio::test]
-async fn invite_rings_every_device_and_the_first_accept_wins() {
+async fn invite_rings_every_endpoint_and_the_first_accept_wins() {
     let srv = TestServer::start().await;
     let mut alice = srv.client("alice", "a1").await;
     let mut bob1 = srv.client("bob", "desk").await;
@@ -109,10 +109,10 @@ async fn invite_rings_every_device_and_the_first_accept_wins() {
     let other = bob1.expect("call.answered_elsewhere").await;
     assert_eq!(other["device_id"], "laptop");
 
-    // A late accept from the other device loses.
+    // A late accept from the other endpoint loses.
     bob1.accept("multi").await;
     bob1.expect_error("call_state", Some("acc-multi")).await;
-    // Accepting twice on the winning device is refused too.
+    // Accepting twice on the winning endpoint is refused too.
     bob2.accept("multi").await;
     bob2.expect_error("call_state", Some("acc-multi")).await;
 
@@ -158,7 +158,7 @@ async fn callee_offline_is_unavailable() {
 }
 
 #[tokio::test]
-async fn callee_busy_on_every_device_or_in_dnd_is_busy() {
+async fn callee_busy_on_every_endpoint_or_in_dnd_is_busy() {
     let srv = TestServer::start().await;
     let mut alice = srv.client("alice", "a1").await;
     let mut bob = srv.client("bob", "b1").await;
@@ -278,7 +278,7 @@ async fn glare_resolves_to_one_call() {
 }
 
 #[tokio::test]
-async fn dropped_socket_gets_a_grace_period_and_resumes_on_the_same_device() {
+async fn dropped_socket_gets_a_grace_period_and_resumes_on_the_same_endpoint() {
     let srv = TestServer::start_with(|c| c.reconnect_grace = Duration::from_secs(3)).await;
     let mut alice = srv.client("alice", "a1").await;
     let mut bob = srv.client("bob", "b1").await;
@@ -319,7 +319,7 @@ async fn a_party_that_does_not_come_back_ends_the_call_as_failed() {
 }
 
 #[tokio::test]
-async fn a_rung_device_that_drops_stops_ringing_and_the_last_one_makes_it_unavailable() {
+async fn a_rung_endpoint_that_drops_stops_ringing_and_the_last_one_makes_it_unavailable() {
     let srv = TestServer::start().await;
     let mut alice = srv.client("alice", "a1").await;
     let mut bob = srv.client("bob", "b1").await;
@@ -404,7 +404,7 @@ async fn a_call_that_ends_during_grace_is_told_on_return() {
 }
 
 #[tokio::test]
-async fn a_rung_device_whose_socket_is_replaced_is_rung_again() {
+async fn a_rung_endpoint_whose_socket_is_replaced_is_rung_again() {
     let srv = TestServer::start().await;
     let mut alice = srv.client("alice", "a1").await;
     let mut bob = srv.client("bob", "b1").await;

@@ -74,11 +74,11 @@ fn incoming(call_id: &str, from: &AuthedUser) -> ServerMessage {
     }
 }
 
-fn accepted(call_id: &str, sdp: Option<&str>, device: &str) -> ServerMessage {
+fn accepted(call_id: &str, sdp: Option<&str>, endpoint: &str) -> ServerMessage {
     ServerMessage::Accepted {
         call_id: call_id.into(),
         sdp: sdp.map(Into::into),
-        device_id: device.into(),
+        device_id: endpoint.into(),
     }
 }
 
@@ -97,10 +97,10 @@ fn rejected(call_id: &str, reason: EndReason) -> ServerMessage {
     }
 }
 
-fn elsewhere(call_id: &str, device: &str) -> ServerMessage {
+fn elsewhere(call_id: &str, endpoint: &str) -> ServerMessage {
     ServerMessage::AnsweredElsewhere {
         call_id: call_id.into(),
-        device_id: device.into(),
+        device_id: endpoint.into(),
     }
 }
 
@@ -137,13 +137,13 @@ fn ended_write(call_id: &str, at_ms: u64, reason: EndReason, by: Option<UserId>)
     }
 }
 
-fn created_write(call_id: &str, caller: &AuthedUser, to: &AuthedUser, dev: &str) -> CdrWrite {
+fn created_write(call_id: &str, caller: &AuthedUser, to: &AuthedUser, ep: &str) -> CdrWrite {
     CdrWrite::Created {
         call_id: call_id.into(),
         tenant_id: caller.tenant_id,
         caller_id: caller.user_id,
         callee_id: to.user_id,
-        caller_device: dev.into(),
+        caller_endpoint: ep.into(),
         at_ms: T0,
     }
 }
@@ -342,18 +342,18 @@ impl World {
         }
     }
 
-    fn connect(&mut self, who: &AuthedUser, device: &str) -> ConnId {
-        self.connect_fx(who, device).0
+    fn connect(&mut self, who: &AuthedUser, endpoint: &str) -> ConnId {
+        self.connect_fx(who, endpoint).0
     }
 
-    fn connect_fx(&mut self, who: &AuthedUser, device: &str) -> (ConnId, Effects) {
+    fn connect_fx(&mut self, who: &AuthedUser, endpoint: &str) -> (ConnId, Effects) {
         let conn = self.hub.next_conn_id();
         let parts = WelcomeParts {
             session_id: format!("session-{conn}"),
             ice_servers: Vec::new(),
             heartbeat_ms: 20_000,
         };
-        let fx = self.run(|h, _| h.attach(conn, who, device, parts));
+        let fx = self.run(|h, _| h.attach(conn, who, endpoint, parts));
         (conn, fx)
     }
 
@@ -429,7 +429,7 @@ fn attach_sends_welcome_and_presence_goes_to_the_tenant_only() {
     assert_eq!(msgs(&fx, b1)[1], bob_here);
     assert!(msgs(&fx, m1).is_empty());
 
-    // A second device of a present user is not news.
+    // A second endpoint of a present user is not news.
     let (b2, fx) = w.connect_fx(&bob(), "b2");
     assert!(msgs(&fx, a1).is_empty());
     assert_eq!(msgs(&fx, b2).len(), 1, "welcome only");
@@ -449,7 +449,7 @@ fn attach_sends_welcome_and_presence_goes_to_the_tenant_only() {
     );
     assert_eq!(w.hub.presence_of(bob().user_id), Presence::Away);
 
-    // A device joining a present user learns the status as set.
+    // An endpoint joining a present user learns the status as set.
     let (b3, fx) = w.connect_fx(&bob(), "b3");
     assert!(matches!(
         &msgs(&fx, b3)[0],
@@ -459,7 +459,7 @@ fn attach_sends_welcome_and_presence_goes_to_the_tenant_only() {
         }
     ));
 
-    // Offline only when the last device is gone.
+    // Offline only when the last endpoint is gone.
     assert!(msgs(&w.drop_conn(b1), a1).is_empty());
     assert!(msgs(&w.drop_conn(b2), a1).is_empty());
     let fx = w.drop_conn(b3);
@@ -505,7 +505,7 @@ fn basic_call_6_1_relays_offer_answer_candidates_and_ends_completed() {
     );
     assert_eq!(w.hub.call_count(), 1);
 
-    // The caller trickles to every rung device at once (not held).
+    // The caller trickles to every rung endpoint at once (not held).
     let fx = w
         .op(|h, _| h.candidate(a1, "c1", Some(candidate())))
         .unwrap();
@@ -515,7 +515,7 @@ fn basic_call_6_1_relays_offer_answer_candidates_and_ends_completed() {
     };
     assert_eq!(sent(&fx, b1), vec![(relayed, 0)]);
     assert!(fx.cdr.is_empty());
-    // A rung device holds its candidates back until it accepts.
+    // A rung endpoint holds its candidates back until it accepts.
     assert_eq!(
         code(w.op(|h, _| h.candidate(b1, "c1", Some(candidate())))),
         ErrorCode::CallState
@@ -549,7 +549,7 @@ fn basic_call_6_1_relays_offer_answer_candidates_and_ends_completed() {
             3,
             CdrWrite::Answered {
                 call_id: "c1".into(),
-                device: "b1".into(),
+                endpoint: "b1".into(),
                 at_ms: T0 + 4_000
             }
         )]
@@ -597,7 +597,7 @@ fn basic_call_6_1_relays_offer_answer_candidates_and_ends_completed() {
 }
 
 #[test]
-fn the_answering_device_may_hang_up_and_a_reason_changes_the_end() {
+fn the_answering_endpoint_may_hang_up_and_a_reason_changes_the_end() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
@@ -625,10 +625,10 @@ fn the_answering_device_may_hang_up_and_a_reason_changes_the_end() {
     }
 }
 
-// ---- §6.2 several devices ----------------------------------------------------
+// ---- §6.2 several endpoints --------------------------------------------------
 
 #[test]
-fn several_devices_6_2_ring_and_the_first_accept_wins() {
+fn several_endpoints_6_2_ring_and_the_first_accept_wins() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let desk = w.connect(&bob(), "desk");
@@ -638,7 +638,7 @@ fn several_devices_6_2_ring_and_the_first_accept_wins() {
     assert_eq!(sent(&fx, desk), vec![(incoming("m", &alice()), 1)]);
     assert_eq!(sent(&fx, laptop), vec![(incoming("m", &alice()), 1)]);
 
-    // A device that connects after the invite is not rung for it.
+    // An endpoint that connects after the invite is not rung for it.
     let (late, fx) = w.connect_fx(&bob(), "late");
     assert!(
         matches!(&msgs(&fx, late)[..], [ServerMessage::Welcome { calls, .. }] if calls.is_empty())
@@ -662,7 +662,7 @@ fn several_devices_6_2_ring_and_the_first_accept_wins() {
     // The loser is out of the call.
     let r = w.op(|h, _| h.candidate(desk, "m", None));
     assert_eq!(code(r), ErrorCode::CallState);
-    // Candidates now go to the answering device only.
+    // Candidates now go to the answering endpoint only.
     let fx = w.op(|h, _| h.candidate(a1, "m", None)).unwrap();
     assert_eq!(fx.frames.len(), 1);
     assert_eq!(fx.frames[0].0, laptop);
@@ -678,7 +678,7 @@ fn several_devices_6_2_ring_and_the_first_accept_wins() {
 // ---- §6.3 reject -------------------------------------------------------------
 
 #[test]
-fn reject_6_3_ends_the_call_on_every_device_with_the_reason() {
+fn reject_6_3_ends_the_call_on_every_endpoint_with_the_reason() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
@@ -693,14 +693,14 @@ fn reject_6_3_ends_the_call_on_every_device_with_the_reason() {
         let fx = w.op(|h, now| h.reject(b1, id, why, now)).unwrap();
         let (seq, write) = end_write(&fx);
         assert_eq!(write, ended_write(id, w.now, reason, Some(2)));
-        // The caller gets call.rejected; every rung device call.ended by bob.
+        // The caller gets call.rejected; every rung endpoint call.ended by bob.
         assert_eq!(sent(&fx, a1), vec![(rejected(id, reason), seq)]);
         for conn in [b1, b2] {
             assert_eq!(sent(&fx, conn), vec![(ended(id, reason, Some("bob")), seq)]);
         }
     }
 
-    // A hang-up from a rung device while ringing is a reject.
+    // A hang-up from a rung endpoint while ringing is a reject.
     w.invite(a1, "g", &bob());
     let fx = w.hangup(b2, "g");
     assert_eq!(
@@ -727,7 +727,7 @@ fn reject_6_3_ends_the_call_on_every_device_with_the_reason() {
 // ---- §6.4 cancel ---------------------------------------------------------------
 
 #[test]
-fn cancel_6_4_is_the_calling_devices_alone() {
+fn cancel_6_4_is_the_calling_endpoints_alone() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let a2 = w.connect(&alice(), "a2");
@@ -749,10 +749,10 @@ fn cancel_6_4_is_the_calling_devices_alone() {
     assert_eq!(sent(&fx, b1), vec![(end, seq)]);
     assert!(
         sent(&fx, a2).is_empty(),
-        "the caller's other devices are not in the call"
+        "the caller's other endpoints are not in the call"
     );
 
-    // A hang-up from the calling device while ringing is a cancel.
+    // A hang-up from the calling endpoint while ringing is a cancel.
     w.invite(a1, "p", &bob());
     let fx = w.hangup(a1, "p");
     assert_eq!(
@@ -765,7 +765,7 @@ fn cancel_6_4_is_the_calling_devices_alone() {
         code(w.op(|h, now| h.cancel(a1, "q", now))),
         ErrorCode::CallState
     );
-    // A device of the caller that is not the calling one cannot hang up.
+    // An endpoint of the caller that is not the calling one cannot hang up.
     assert_eq!(
         code(w.op(|h, now| h.hangup(a2, "q", None, now))),
         ErrorCode::CallState
@@ -775,7 +775,7 @@ fn cancel_6_4_is_the_calling_devices_alone() {
 // ---- §6.5 busy and do-not-disturb ------------------------------------------------
 
 #[test]
-fn busy_6_5_every_device_busy_or_dnd_ends_at_once_without_ringing() {
+fn busy_6_5_every_endpoint_busy_or_dnd_ends_at_once_without_ringing() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
@@ -790,14 +790,14 @@ fn busy_6_5_every_device_busy_or_dnd_ends_at_once_without_ringing() {
     assert!(sent(&fx, b1).is_empty(), "nothing is sent to bob");
     assert!(fx.timers.is_empty());
 
-    // Only the free devices ring.
+    // Only the free endpoints ring.
     let b2 = w.connect(&bob(), "b2");
     let fx = w.invite(a1, "x2", &bob());
     assert_eq!(sent(&fx, b2), vec![(incoming("x2", &alice()), fx.cdr[0].0)]);
     assert!(sent(&fx, b1).is_empty());
     w.hangup(a1, "x2");
 
-    // A calling device is busy too, even while its call only rings…
+    // A calling endpoint is busy too, even while its call only rings…
     let erin = person(5, ACME, "erin");
     let d1 = w.connect(&dave(), "d1");
     let e1 = w.connect(&erin, "e1");
@@ -805,7 +805,7 @@ fn busy_6_5_every_device_busy_or_dnd_ends_at_once_without_ringing() {
     let fx = w.invite(a1, "to-dave", &dave());
     assert_eq!(msgs(&fx, a1), vec![rejected("to-dave", EndReason::Busy)]);
     assert!(msgs(&fx, d1).is_empty());
-    // …but a device that only rings for another call can ring again.
+    // …but an endpoint that only rings for another call can ring again.
     let fx = w.invite(a1, "to-erin", &erin);
     assert_eq!(
         sent(&fx, e1),
@@ -860,7 +860,7 @@ fn no_answer_6_6_the_ring_timeout_ends_a_ringing_call_only() {
 // ---- §6.7 unavailable --------------------------------------------------------------
 
 #[test]
-fn unavailable_6_7_no_connected_device_or_the_last_rung_one_leaves() {
+fn unavailable_6_7_no_connected_endpoint_or_the_last_rung_one_leaves() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     // Bob exists but is not connected.
@@ -876,11 +876,11 @@ fn unavailable_6_7_no_connected_device_or_the_last_rung_one_leaves() {
     let b1 = w.connect(&bob(), "b1");
     let b2 = w.connect(&bob(), "b2");
     w.invite(a1, "g", &bob());
-    // A rung device that leaves stops ringing: no grace, no frame.
+    // A rung endpoint that leaves stops ringing: no grace, no frame.
     let fx = w.drop_conn(b1);
     assert!(fx.timers.is_empty() && fx.cdr.is_empty());
     assert!(sent(&fx, a1).is_empty());
-    // Candidates now reach the device still rung only.
+    // Candidates now reach the endpoint still rung only.
     let fx = w.op(|h, _| h.candidate(a1, "g", None)).unwrap();
     assert_eq!(
         fx.frames.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
@@ -925,7 +925,7 @@ fn glare_6_8_the_second_invite_is_refused_naming_the_first() {
     );
 
     // Once alice's call is answered it is no longer glare: bob's call rings
-    // alice's free device (a1 is busy placing the answered call).
+    // alice's free endpoint (a1 is busy placing the answered call).
     w.accept(b1, "from-alice");
     let fx = w.invite(b1, "from-bob", &alice());
     assert_eq!(
@@ -961,7 +961,7 @@ fn glare_follows_the_latest_call_in_that_direction() {
 // ---- §6.9 hold and resume ---------------------------------------------------------------
 
 #[test]
-fn updates_6_9_are_relayed_between_calling_and_answering_device_once_answered() {
+fn updates_6_9_are_relayed_between_calling_and_answering_endpoint_once_answered() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
@@ -983,7 +983,7 @@ fn updates_6_9_are_relayed_between_calling_and_answering_device_once_answered() 
         .unwrap();
     assert_eq!(sent(&fx, a1), vec![(update("u", SdpKind::Answer, held), 0)]);
 
-    // Only the two devices of the call may update.
+    // Only the two endpoints of the call may update.
     let r = w.op(|h, _| h.update(b1, "u", SdpKind::Offer, OFFER.into()));
     assert_eq!(code(r), ErrorCode::CallState);
     let c1 = w.connect(&carol(), "c1");
@@ -1009,13 +1009,13 @@ fn reconnect_6_10_within_grace_resumes_with_the_kept_frames_in_order() {
     let fx = w.drop_conn(b1);
     let Some(Timer::Grace {
         user,
-        device,
+        endpoint,
         generation,
     }) = fx.timers.first().cloned()
     else {
         panic!("a grace timer: {fx:?}");
     };
-    assert_eq!((user, device.as_str()), (2, "b1"));
+    assert_eq!((user, endpoint.as_str()), (2, "b1"));
     assert_eq!(fx.timers.len(), 1);
     assert!(fx.frames.is_empty(), "no offline presence during grace");
     assert_eq!(w.hub.presence_of(2), Presence::Available);
@@ -1055,7 +1055,7 @@ fn reconnect_6_10_within_grace_resumes_with_the_kept_frames_in_order() {
 
     // The old timer is void; the call goes on.
     w.later(GRACE_MS);
-    let stale = w.run(|h, now| h.grace_expired(user, &device, generation, now));
+    let stale = w.run(|h, now| h.grace_expired(user, &endpoint, generation, now));
     assert_eq!(stale, Effects::default());
     let fx = w.hangup(b1x, "s");
     assert_eq!(
@@ -1065,13 +1065,13 @@ fn reconnect_6_10_within_grace_resumes_with_the_kept_frames_in_order() {
 }
 
 #[test]
-fn a_calling_device_in_grace_keeps_its_call_and_hears_the_answer_on_return() {
+fn a_calling_endpoint_in_grace_keeps_its_call_and_hears_the_answer_on_return() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
     w.invite(a1, "k", &bob());
     let fx = w.drop_conn(a1);
-    assert_eq!(fx.timers.len(), 1, "the calling device gets grace");
+    assert_eq!(fx.timers.len(), 1, "the calling endpoint gets grace");
     assert!(sent(&fx, b1).is_empty(), "bob keeps ringing");
     w.op(|h, now| h.ringing(b1, "k", now)).unwrap();
     let fx = w.accept(b1, "k");
@@ -1130,9 +1130,9 @@ fn a_call_that_ends_during_grace_is_told_after_welcome() {
         msgs(&fx, a1),
         vec![ended("away", EndReason::Completed, Some("alice"))]
     );
-    // Bob's device stays in grace, holding the terminal frame.
+    // Bob's endpoint stays in grace, holding the terminal frame.
     assert_eq!(w.hub.presence_of(2), Presence::Available);
-    // Presence is not kept for a device in grace.
+    // Presence is not kept for an endpoint in grace.
     w.connect(&carol(), "c1");
     let (b1x, fx) = w.connect_fx(&bob(), "b1");
     let got = all_sent(&fx, b1x);
@@ -1144,7 +1144,7 @@ fn a_call_that_ends_during_grace_is_told_after_welcome() {
 }
 
 #[test]
-fn a_device_in_grace_is_not_rung_for_new_calls() {
+fn an_endpoint_in_grace_is_not_rung_for_new_calls() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
@@ -1163,7 +1163,7 @@ fn a_device_in_grace_is_not_rung_for_new_calls() {
 }
 
 #[test]
-fn a_replaced_socket_is_closed_and_a_rung_device_is_rung_again() {
+fn a_replaced_socket_is_closed_and_a_rung_endpoint_is_rung_again() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
@@ -1198,7 +1198,7 @@ fn a_replaced_socket_is_closed_and_a_rung_device_is_rung_again() {
 // ---- §6.11 grace expiry ---------------------------------------------------------------------
 
 #[test]
-fn grace_expiry_6_11_fails_the_calls_and_forgets_the_device() {
+fn grace_expiry_6_11_fails_the_calls_and_forgets_the_endpoint() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
@@ -1230,7 +1230,7 @@ fn grace_expiry_6_11_fails_the_calls_and_forgets_the_device() {
     );
     assert_eq!(w.hub.presence_of(2), Presence::Offline);
 
-    // The kept frames went with the device.
+    // The kept frames went with the endpoint.
     let (b1x, fx) = w.connect_fx(&bob(), "b1");
     let got = msgs(&fx, b1x);
     assert!(matches!(&got[0], ServerMessage::Welcome { calls, .. } if calls.is_empty()));
@@ -1238,7 +1238,7 @@ fn grace_expiry_6_11_fails_the_calls_and_forgets_the_device() {
 }
 
 #[test]
-fn the_calling_devices_grace_expiring_while_ringing_fails_it_on_every_rung_device() {
+fn the_calling_endpoints_grace_expiring_while_ringing_fails_it_on_every_rung_endpoint() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
@@ -1278,7 +1278,7 @@ fn a_second_drop_voids_the_first_grace_timer() {
     assert_eq!(msgs(&fx, a1)[0], ended("twice", EndReason::Failed, None));
 }
 
-// ---- §8.1 one terminal frame per device ----------------------------------------------------
+// ---- §8.1 one terminal frame per endpoint --------------------------------------------------
 
 /// The ways a call can end, each played with the same cast: alice on a1
 /// (calling) and a2 (not in the call), bob on b1 and b2 (both rung).
@@ -1290,13 +1290,13 @@ enum Ending {
     RejectBusy,
     Cancel,
     RingTimeout,
-    LastRungDeviceLeaves,
+    LastRungEndpointLeaves,
     CallerGraceExpires,
     CalleeGraceExpires,
 }
 
 #[test]
-fn terminal_frames_8_1_exactly_one_per_device_in_the_call() {
+fn terminal_frames_8_1_exactly_one_per_endpoint_in_the_call() {
     use Ending::*;
     for ending in [
         CallerHangsUp,
@@ -1305,7 +1305,7 @@ fn terminal_frames_8_1_exactly_one_per_device_in_the_call() {
         RejectBusy,
         Cancel,
         RingTimeout,
-        LastRungDeviceLeaves,
+        LastRungEndpointLeaves,
         CallerGraceExpires,
         CalleeGraceExpires,
     ] {
@@ -1346,14 +1346,14 @@ fn terminal_frames_8_1_exactly_one_per_device_in_the_call() {
                 w.run(|h, now| h.ring_timeout("t", now));
                 vec![(a1, 1), (b1, 1), (b2, 1)]
             }
-            LastRungDeviceLeaves => {
+            LastRungEndpointLeaves => {
                 w.drop_conn(b1);
                 w.drop_conn(b2);
-                // Rung devices that left are out of the call.
+                // Rung endpoints that left are out of the call.
                 vec![(a1, 1), (b1, 0), (b2, 0)]
             }
             CallerGraceExpires | CalleeGraceExpires => {
-                let (user, dev, conn) = if matches!(ending, CallerGraceExpires) {
+                let (user, ep, conn) = if matches!(ending, CallerGraceExpires) {
                     (1, "a1", a1)
                 } else {
                     (2, "b1", b1)
@@ -1361,8 +1361,8 @@ fn terminal_frames_8_1_exactly_one_per_device_in_the_call() {
                 let Some(Timer::Grace { generation, .. }) = w.drop_conn(conn).timers.pop() else {
                     panic!("grace timer");
                 };
-                w.run(|h, now| h.grace_expired(user, dev, generation, now));
-                // The device in grace never came back: nothing reaches it.
+                w.run(|h, now| h.grace_expired(user, ep, generation, now));
+                // The endpoint in grace never came back: nothing reaches it.
                 let others: Vec<(ConnId, usize)> = [a1, b1, b2]
                     .into_iter()
                     .filter(|c| *c != conn)
@@ -1377,7 +1377,7 @@ fn terminal_frames_8_1_exactly_one_per_device_in_the_call() {
         assert_eq!(
             w.terminals(a2, "t"),
             0,
-            "{ending:?}: the caller's other device"
+            "{ending:?}: the caller's other endpoint"
         );
         assert!(w.log.get(&a2).is_none_or(|l| l.is_empty()), "{ending:?}");
         assert_eq!(w.hub.call_count(), 0, "{ending:?}");
@@ -1385,13 +1385,13 @@ fn terminal_frames_8_1_exactly_one_per_device_in_the_call() {
 }
 
 #[test]
-fn terminal_frames_8_1_none_for_devices_outside_the_call() {
+fn terminal_frames_8_1_none_for_endpoints_outside_the_call() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
     let b1 = w.connect(&bob(), "b1");
     let c1 = w.connect(&carol(), "c1");
     w.answered(c1, b1, &bob(), "busy-one");
-    // Every device of bob busy: the refused-as-busy call reaches only alice.
+    // Every endpoint of bob busy: the refused-as-busy call reaches only alice.
     w.invite(a1, "nope", &bob());
     assert_eq!(w.terminals(a1, "nope"), 1);
     assert_eq!(w.terminals(b1, "nope"), 0);
@@ -1594,7 +1594,7 @@ fn shutdown_closes_every_socket_with_1012() {
 #[test]
 fn random_requests_never_panic_and_keep_the_invariants() {
     let people = [alice(), bob(), carol(), dave(), mallory()];
-    let devices = ["d1", "d2"];
+    let endpoints = ["d1", "d2"];
     let calls: Vec<String> = (0..24)
         .map(|i| format!("r{i}"))
         .chain(["bad id".to_string(), String::new()])
@@ -1606,7 +1606,7 @@ fn random_requests_never_panic_and_keep_the_invariants() {
         let mut timers: Vec<Timer> = Vec::new();
         for step in 0..6_000 {
             let who = &people[rng.gen_range(0..people.len())];
-            let dev = devices[rng.gen_range(0..devices.len())];
+            let ep = endpoints[rng.gen_range(0..endpoints.len())];
             let mut call = calls[rng.gen_range(0..calls.len())].clone();
             // Mostly live connections, sometimes a stale or unknown one.
             let mut conn = if live.is_empty() || rng.gen_bool(0.05) {
@@ -1614,19 +1614,19 @@ fn random_requests_never_panic_and_keep_the_invariants() {
             } else {
                 live[rng.gen_range(0..live.len())]
             };
-            // Often a live call and a connected device that is in it, so
+            // Often a live call and a connected endpoint that is in it, so
             // that calls get rung, answered and updated, not only refused.
             if rng.gen_bool(0.6) && !w.hub.calls.is_empty() {
                 let mut ids: Vec<&String> = w.hub.calls.keys().collect();
                 ids.sort();
                 let id = ids[rng.gen_range(0..ids.len())].clone();
                 let c = &w.hub.calls[&id];
-                let mut parties = vec![(c.caller, c.caller_device.clone())];
-                parties.extend(c.ringing.iter().map(|d| (c.callee, d.clone())));
-                parties.extend(c.answered.iter().map(|d| (c.callee, d.clone())));
+                let mut parties = vec![(c.caller, c.caller_endpoint.clone())];
+                parties.extend(c.rung_endpoints.iter().map(|d| (c.callee, d.clone())));
+                parties.extend(c.answered_endpoint.iter().map(|d| (c.callee, d.clone())));
                 let (u, d) = &parties[rng.gen_range(0..parties.len())];
-                let device_conn = w.hub.users.get(u).and_then(|x| x.devices.get(d)?.conn);
-                conn = device_conn.unwrap_or(conn);
+                let endpoint_conn = w.hub.users.get(u).and_then(|x| x.endpoints.get(d)?.conn);
+                conn = endpoint_conn.unwrap_or(conn);
                 call = id;
             }
             let call = call.as_str();
@@ -1638,7 +1638,7 @@ fn random_requests_never_panic_and_keep_the_invariants() {
             w.later(rng.gen_range(0..2_000));
             let fx = match rng.gen_range(0..19) {
                 0 | 1 => {
-                    let (c, fx) = w.connect_fx(who, dev);
+                    let (c, fx) = w.connect_fx(who, ep);
                     live.push(c);
                     Ok(fx)
                 }
@@ -1702,9 +1702,9 @@ fn random_requests_never_panic_and_keep_the_invariants() {
                         Timer::RingTimeout { call_id } => h.ring_timeout(&call_id, now),
                         Timer::Grace {
                             user,
-                            device,
+                            endpoint,
                             generation,
-                        } => h.grace_expired(user, &device, generation, now),
+                        } => h.grace_expired(user, &endpoint, generation, now),
                     }))
                 }
                 _ => {
@@ -1734,9 +1734,9 @@ fn random_requests_never_panic_and_keep_the_invariants() {
                 Timer::RingTimeout { call_id } => h.ring_timeout(&call_id, now),
                 Timer::Grace {
                     user,
-                    device,
+                    endpoint,
                     generation,
-                } => h.grace_expired(user, &device, generation, now),
+                } => h.grace_expired(user, &endpoint, generation, now),
             });
             timers.extend(fx.timers);
         }

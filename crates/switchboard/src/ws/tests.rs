@@ -56,11 +56,11 @@ async fn expect(ws: &mut Ws, ty: &str) -> Value {
     }
 }
 
-async fn connect(url: &str, token: &str, device: &str) -> Ws {
+async fn connect(url: &str, token: &str, endpoint: &str) -> Ws {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     send(
         &mut ws,
-        json!({"type": "hello", "token": token, "device_id": device}),
+        json!({"type": "hello", "token": token, "device_id": endpoint}),
     )
     .await;
     expect(&mut ws, "welcome").await;

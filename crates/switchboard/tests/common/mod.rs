@@ -166,15 +166,15 @@ impl TestServer {
         ws
     }
 
-    /// Logs in (tenant acme unless `user` is mallory) and connects a device.
-    pub async fn client(&self, user: &str, device: &str) -> Client {
+    /// Logs in (tenant acme unless `user` is mallory) and connects an endpoint.
+    pub async fn client(&self, user: &str, endpoint: &str) -> Client {
         let tenant = if user == "mallory" { "globex" } else { "acme" };
         let token = self.login(tenant, user).await;
-        self.connect(&token, user, device).await
+        self.connect(&token, user, endpoint).await
     }
 
-    pub async fn connect(&self, token: &str, user: &str, device: &str) -> Client {
-        connect_at(&self.ws_url, token, user, device).await
+    pub async fn connect(&self, token: &str, user: &str, endpoint: &str) -> Client {
+        connect_at(&self.ws_url, token, user, endpoint).await
     }
 }
 
@@ -192,17 +192,17 @@ pub async fn login_at(base: &str, tenant: &str, user: &str) -> String {
 }
 
 /// Connects and says hello; returns once `welcome` arrived.
-pub async fn connect_at(ws_url: &str, token: &str, user: &str, device: &str) -> Client {
+pub async fn connect_at(ws_url: &str, token: &str, user: &str, endpoint: &str) -> Client {
     {
         let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
         let mut c = Client {
             ws,
             token: token.to_string(),
             user: user.to_string(),
-            device: device.to_string(),
+            endpoint: endpoint.to_string(),
             welcome: Value::Null,
         };
-        c.send(json!({"type": "hello", "token": token, "device_id": device, "device_name": format!("{user} {device}"), "protocol": 1}))
+        c.send(json!({"type": "hello", "token": token, "device_id": endpoint, "device_name": format!("{user} {endpoint}"), "protocol": 1}))
             .await;
         c.welcome = c.expect("welcome").await;
         c
@@ -215,7 +215,7 @@ pub struct Client {
     pub ws: Ws,
     pub token: String,
     pub user: String,
-    pub device: String,
+    pub endpoint: String,
     pub welcome: Value,
 }
 
@@ -233,12 +233,12 @@ impl Client {
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
                 .await
-                .unwrap_or_else(|_| panic!("{}/{}: no frame within 5 s", self.user, self.device))
+                .unwrap_or_else(|_| panic!("{}/{}: no frame within 5 s", self.user, self.endpoint))
                 .expect("socket ended")
                 .expect("socket error");
             match msg {
                 Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-                Message::Close(f) => panic!("{}/{}: closed: {f:?}", self.user, self.device),
+                Message::Close(f) => panic!("{}/{}: closed: {f:?}", self.user, self.endpoint),
                 _ => continue,
             }
         }
@@ -260,7 +260,7 @@ impl Client {
         assert_eq!(
             v["type"], ty,
             "{}/{} expected {ty}, got {v}",
-            self.user, self.device
+            self.user, self.endpoint
         );
         v
     }
@@ -287,7 +287,7 @@ impl Client {
                     assert_eq!(
                         v["type"], "presence",
                         "{}/{}: unexpected {v}",
-                        self.user, self.device
+                        self.user, self.endpoint
                     );
                 }
                 Ok(Some(Ok(Message::Close(f)))) => panic!("closed: {f:?}"),
