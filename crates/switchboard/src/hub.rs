@@ -933,10 +933,11 @@ impl Hub {
     /// when it did not change).
     ///
     /// # Errors
-    /// `invalid_value` for `offline`.
+    /// `invalid_value` for a status that cannot be set
+    /// ([`Presence::can_be_set`]: `offline`).
     pub fn set_presence(&mut self, conn: ConnId, status: Presence) -> HubResult {
         let (me, _) = self.me(conn)?;
-        if status == Presence::Offline {
+        if !status.can_be_set() {
             return Err(err(
                 ErrorCode::InvalidValue,
                 "offline cannot be set; disconnect instead",
