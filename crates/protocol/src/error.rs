@@ -95,13 +95,14 @@ pub mod close_code {
     /// A message over the hard limit (256 KiB) that could not even be read
     /// (after `hello`; before it, the socket is simply dropped).
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// `hello` named an unsupported protocol version or a malformed device
-    /// id/name. (A `hello` that is not even valid JSON gets a `bad_frame`
+    /// `hello` named an unsupported protocol version or a malformed
+    /// `device_id`/`device_name` (the endpoint's id and name). (A `hello` that is not even valid JSON gets a `bad_frame`
     /// error and the socket keeps waiting for a good one.)
     pub const BAD_HELLO: u16 = 4000;
     /// Token unknown, revoked or expired, or user disabled: log in again.
     pub const UNAUTHORIZED: u16 = 4001;
-    /// Another connection authenticated with the same device id.
+    /// Another connection authenticated with the same endpoint id
+    /// (`device_id`).
     pub const REPLACED: u16 = 4002;
     /// No `hello` within 10 s of connecting.
     pub const HELLO_TIMEOUT: u16 = 4003;

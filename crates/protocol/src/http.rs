@@ -72,11 +72,11 @@ pub struct CallRecord {
     pub caller: UserRef,
     /// Callee.
     pub callee: UserRef,
-    /// Device id that answered, once answered.
+    /// The endpoint id (`hello.device_id`) that answered, once answered.
     pub answered_device: Option<String>,
     /// Invite received, ms since the Unix epoch.
     pub created_at_ms: u64,
-    /// First callee device ringing, ms since the Unix epoch.
+    /// First callee endpoint ringing, ms since the Unix epoch.
     pub ringing_at_ms: Option<u64>,
     /// Answered, ms since the Unix epoch.
     pub answered_at_ms: Option<u64>,

@@ -10,6 +10,12 @@
 //! that the server echoes in any `error` about that frame, and the fields of
 //! the message.
 //!
+//! An *endpoint* is one signed-in installation of a client (the app,
+//! phonectl, a browser tab): the unit the server rings, routes to and keeps
+//! reconnect grace for. The wire fields that name it keep their historical
+//! names, `device_id` and `device_name` (and `answered_device` in a call
+//! record); they never mean an audio device.
+//!
 //! ```
 //! use softphone_protocol::{ClientFrame, ClientMessage, parse_client_frame};
 //!
@@ -55,7 +61,8 @@ pub fn valid_call_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Checks a device id's shape: the same rules as [`valid_call_id`].
+/// Checks an endpoint id's shape (`hello.device_id`): the same rules as
+/// [`valid_call_id`].
 pub fn valid_device_id(id: &str) -> bool {
     valid_call_id(id)
 }
@@ -94,7 +101,7 @@ impl ClientFrame {
 }
 
 /// Availability a user sets for themselves; `offline` is never set, it is
-/// what the server reports when none of the user's devices is connected.
+/// what the server reports when none of the user's endpoints is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -105,7 +112,7 @@ pub enum Presence {
     Away,
     /// Do not disturb: invites are rejected as `busy` without ringing.
     Dnd,
-    /// No device connected (reported only, never set).
+    /// No endpoint connected (reported only, never set).
     Offline,
 }
 
@@ -159,7 +166,7 @@ pub struct IceCandidate {
 
 /// Why a call ended: a closed set shared by `call.ended`, `call.rejected`,
 /// the CDR and the HTTP history (`answered_elsewhere` only describes what the
-/// callee's other devices saw; a CDR never ends with it).
+/// callee's other endpoints saw; a CDR never ends with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -168,18 +175,19 @@ pub enum EndReason {
     Completed,
     /// The callee declined.
     Rejected,
-    /// The callee was busy on every device, or in do-not-disturb.
+    /// The callee was busy on every endpoint, or in do-not-disturb.
     Busy,
     /// Nobody answered before the ring timeout (a missed call).
     NoAnswer,
     /// The caller cancelled before an answer.
     Cancelled,
-    /// The callee had no connected device.
+    /// The callee had no connected endpoint.
     Unavailable,
     /// Lost: a party's connection did not come back within the grace period,
     /// or the server restarted and found the call unfinished.
     Failed,
-    /// Another device of the callee answered (as seen by the other devices).
+    /// Another endpoint of the callee answered (as seen by the other
+    /// endpoints).
     AnsweredElsewhere,
     /// The parties' media could not be negotiated: an offer or answer
     /// without usable audio, or no common codec.
@@ -222,9 +230,9 @@ impl EndReason {
 impl EndReason {
     /// Whether a call that ended this way is a *missed call* for its callee:
     /// incoming, never answered by them, and ended because nobody picked up
-    /// (`no_answer`), the caller gave up (`cancelled`), no device could ring
+    /// (`no_answer`), the caller gave up (`cancelled`), no endpoint could ring
     /// (`unavailable`) or the call was lost (`failed`). A call declined,
-    /// refused as busy or answered on another device is not missed.
+    /// refused as busy or answered on another endpoint is not missed.
     ///
     /// The one rule for the server's CDR (`CallRecord::missed`) and the
     /// desktop app's missed-call badge.
@@ -256,7 +264,7 @@ pub enum RejectReason {
     /// The agent pressed Decline.
     #[default]
     Rejected,
-    /// The device cannot take the call (already in one, do-not-disturb).
+    /// The endpoint cannot take the call (already in one, do-not-disturb).
     Busy,
     /// The offer cannot be answered: no usable audio section or no common
     /// codec (Opus/48000 is required).
@@ -344,10 +352,12 @@ pub enum ClientMessage {
     Hello {
         /// Bearer token from `POST /v1/login`.
         token: String,
-        /// Stable id of this device (install), 1–64 of `[A-Za-z0-9_-]`;
+        /// Stable id of this endpoint (one installation of the app or
+        /// phonectl, or a browser tab), 1–64 of `[A-Za-z0-9_-]`;
         /// reconnecting with the same id resumes its calls.
         device_id: String,
-        /// Human name of the device, e.g. `"alice's laptop"` (≤ 128 bytes).
+        /// Human name of the endpoint, e.g. `"alice's laptop"` (≤ 128
+        /// bytes).
         #[serde(default)]
         device_name: String,
         /// Protocol version spoken, [`PROTOCOL_VERSION`].
@@ -370,13 +380,13 @@ pub enum ClientMessage {
         /// SDP offer (RFC 3264), ≤ [`MAX_SDP_BYTES`].
         sdp: String,
     },
-    /// `call.ringing`: this callee device is alerting the agent.
+    /// `call.ringing`: this callee endpoint is alerting the agent.
     #[serde(rename = "call.ringing")]
     Ringing {
         /// The call.
         call_id: CallId,
     },
-    /// `call.accept`: answer on this device with an SDP answer.
+    /// `call.accept`: answer on this endpoint with an SDP answer.
     #[serde(rename = "call.accept")]
     Accept {
         /// The call.
@@ -384,7 +394,7 @@ pub enum ClientMessage {
         /// SDP answer, ≤ [`MAX_SDP_BYTES`].
         sdp: String,
     },
-    /// `call.reject`: decline a ringing call (on every device of mine).
+    /// `call.reject`: decline a ringing call (on every endpoint of mine).
     #[serde(rename = "call.reject")]
     Reject {
         /// The call.
@@ -498,15 +508,15 @@ pub enum CallPhase {
     Active,
 }
 
-/// A call this device is part of, listed in `welcome` so a reconnecting
-/// device can resume it.
+/// A call this endpoint is part of, listed in `welcome` so a reconnecting
+/// endpoint can resume it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallSummary {
     /// The call.
     pub call_id: CallId,
     /// The other party.
     pub peer: UserRef,
-    /// `true` when this device placed the call.
+    /// `true` when this endpoint placed the call.
     pub outgoing: bool,
     /// Ringing or active.
     pub phase: CallPhase,
@@ -528,7 +538,7 @@ pub enum ServerMessage {
         tenant: String,
         /// This connection's session id (for logs and support).
         session_id: String,
-        /// The device id from `hello`.
+        /// The endpoint id from `hello` (wire name `device_id`).
         device_id: String,
         /// My current availability.
         presence: Presence,
@@ -537,7 +547,8 @@ pub enum ServerMessage {
         /// Send a `ping` at least this often, in ms; the server closes a
         /// socket that stays silent for three times as long.
         heartbeat_ms: u64,
-        /// Calls of this device that survived a reconnect (empty otherwise).
+        /// Calls of this endpoint that survived a reconnect (empty
+        /// otherwise).
         calls: Vec<CallSummary>,
     },
     /// `presence`: a user of my tenant changed availability.
@@ -548,7 +559,7 @@ pub enum ServerMessage {
         /// Their new status.
         status: Presence,
     },
-    /// `call.incoming`: a call rings this device.
+    /// `call.incoming`: a call rings this endpoint.
     #[serde(rename = "call.incoming")]
     Incoming {
         /// The call.
@@ -558,14 +569,14 @@ pub enum ServerMessage {
         /// SDP offer.
         sdp: String,
     },
-    /// `call.ringing`: (to the caller) a callee device is alerting.
+    /// `call.ringing`: (to the caller) a callee endpoint is alerting.
     #[serde(rename = "call.ringing")]
     Ringing {
         /// The call.
         call_id: CallId,
     },
     /// `call.accepted`: the call was answered. The caller receives the SDP
-    /// answer; the answering device receives it with `sdp` absent, as the
+    /// answer; the answering endpoint receives it with `sdp` absent, as the
     /// confirmation that its accept won.
     #[serde(rename = "call.accepted")]
     Accepted {
@@ -574,16 +585,16 @@ pub enum ServerMessage {
         /// SDP answer (to the caller only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sdp: Option<String>,
-        /// Device id that answered.
+        /// The endpoint id that answered (wire name `device_id`).
         device_id: String,
     },
-    /// `call.answered_elsewhere`: another device of mine answered; this
-    /// device stops ringing. Terminal for this device.
+    /// `call.answered_elsewhere`: another endpoint of mine answered; this
+    /// endpoint stops ringing. Terminal for this endpoint.
     #[serde(rename = "call.answered_elsewhere")]
     AnsweredElsewhere {
         /// The call.
         call_id: CallId,
-        /// The device that answered.
+        /// The endpoint that answered (wire name `device_id`).
         device_id: String,
     },
     /// `call.rejected`: (to the caller) the callee declined or was busy.
@@ -595,7 +606,7 @@ pub enum ServerMessage {
         /// `rejected` or `busy`.
         reason: EndReason,
     },
-    /// `call.ended`: the call is over for this device. Terminal.
+    /// `call.ended`: the call is over for this endpoint. Terminal.
     #[serde(rename = "call.ended")]
     Ended {
         /// The call.
