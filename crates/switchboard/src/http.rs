@@ -137,7 +137,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 ErrorCode::NotFound,
-                "no such endpoint",
+                "no such route",
             )
         })
         .layer(DefaultBodyLimit::max(16 * 1024))

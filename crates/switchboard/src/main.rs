@@ -10,7 +10,7 @@ use switchboard::{Config, LogFormat, Store};
 
 /// Switchboard: signaling server of the softphone.
 ///
-/// Serves the HTTP API and the WebSocket signaling endpoint under /v1, keeps
+/// Serves the HTTP API and the WebSocket signaling route under /v1, keeps
 /// accounts and call detail records in an embedded SQLite file. Run it behind
 /// a TLS-terminating reverse proxy in production.
 ///

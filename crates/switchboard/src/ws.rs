@@ -1,4 +1,4 @@
-//! The WebSocket endpoint `/v1/ws`: one reader task per socket that parses,
+//! The WebSocket route `/v1/ws`: one reader task per socket that parses,
 //! rate-limits and dispatches frames to the hub, and one writer task that
 //! sends queued frames once the CDR writes they follow are committed.
 //!
