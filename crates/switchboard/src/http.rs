@@ -134,11 +134,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/metrics", get(metrics))
         .route("/v1/ws", get(crate::ws::upgrade))
         .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "no such route",
-            )
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
         .layer(DefaultBodyLimit::max(16 * 1024))
         .layer(cors())
