@@ -3,58 +3,29 @@
 //! called by it through a real switchboard. Driven over WebDriver
 //! (chromedriver); `cargo xtask setup` installs chromium and its driver.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use softphone_audio::{Tone, analysis};
+use softphone_e2e::webdriver::{self, Session};
 use softphone_e2e::{Capture, Server};
 use softphone_engine::call::CallState;
 use softphone_engine::{CallAudio, EngineEvent};
 
 const PAGE: &str = include_str!("browser/peer.html");
 
-struct Driver {
-    child: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+/// Headless Chromium under chromedriver, with a profile directory of its
+/// own; all of it stopped and removed when the test ends, passed or not.
+struct Driver(Session);
 
 impl Driver {
     async fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (install chromium-driver: cargo xtask setup)");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        for _ in 0..100 {
-            if http.get(format!("{base}/status")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let profile = tempfile::tempdir().expect("tmp").keep();
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        let port = webdriver::free_port();
+        let profile = tempfile::tempdir().expect("tmp");
+        // Chromium's own temporary files (its singleton socket) go here too.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -64,49 +35,33 @@ impl Driver {
                     "--disable-sync", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                     "--autoplay-policy=no-user-gesture-required",
                     "--disable-features=WebRtcHideLocalIpsWithMdns",
-                    format!("--user-data-dir={}", profile.display()),
+                    format!("--user-data-dir={}", profile.path().display()),
                 ]
             }
-        }}});
-        let resp: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .expect("session")
-            .json()
-            .await
-            .expect("json");
-        let session = resp["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {resp}"))
-            .to_string();
-        Self {
-            child,
-            base,
-            session,
-            http,
-        }
+        });
+        let mut chromedriver = Command::new("chromedriver");
+        chromedriver
+            .arg(format!("--port={port}"))
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Self(Session::start(&mut chromedriver, port, caps, vec![profile, tmp]).await)
     }
 
-    async fn cmd(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}/{path}", self.base, self.session);
-        let v: Value = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
+    async fn goto(&self, url: &str) {
+        self.0
+            .client()
+            .goto(url)
             .await
-            .expect("webdriver")
-            .json()
-            .await
-            .expect("json");
-        v["value"].clone()
+            .expect("webdriver: navigate");
     }
 
     async fn eval(&self, script: &str) -> Value {
-        self.cmd("execute/sync", json!({"script": script, "args": []}))
+        self.0
+            .client()
+            .execute(script, vec![])
             .await
+            .expect("webdriver: execute script")
     }
 
     /// Polls `window.peer` until `pick` accepts it (15 s at most).
@@ -120,6 +75,11 @@ impl Driver {
         }
         let p = self.eval("return window.peer;").await;
         panic!("browser: no {what} within 15 s: {p}");
+    }
+
+    /// Ends the session (Chromium quits), then stops chromedriver.
+    async fn close(self) {
+        self.0.close().await;
     }
 }
 
@@ -150,9 +110,7 @@ async fn a_browser_written_from_the_protocol_document_calls_and_is_called() {
     let srv = Server::start().await;
     let page = serve_page().await;
     let driver = Driver::start().await;
-    driver
-        .cmd("url", json!({"url": format!("{page}/peer.html")}))
-        .await;
+    driver.goto(&format!("{page}/peer.html")).await;
     // The engine gathers ordinary host candidates here (a browser offers no
     // loopback ones); they are this machine's own addresses.
     let media = softphone_engine::media::MediaOptions {
@@ -220,9 +178,7 @@ async fn a_browser_written_from_the_protocol_document_calls_and_is_called() {
         .await;
 
     // 2. The engine calls the browser.
-    driver
-        .cmd("url", json!({"url": format!("{page}/peer.html")}))
-        .await;
+    driver.goto(&format!("{page}/peer.html")).await;
     driver
         .eval(
             &start
@@ -259,4 +215,5 @@ async fn a_browser_written_from_the_protocol_document_calls_and_is_called() {
     driver
         .wait("call end", |p| p["callState"] == "ended:completed")
         .await;
+    driver.close().await;
 }

@@ -4,30 +4,18 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use softphone_e2e::PW;
+use softphone_e2e::cleanup::Guarded;
+use softphone_e2e::webdriver::{Client, Element, Locator, Session, free_port};
 
-/// Kills a child process when dropped.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+/// A process the test started, stopped with everything it started when
+/// dropped (also when the test fails).
+pub type Proc = Guarded;
 
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test path");
@@ -61,7 +49,8 @@ pub fn xvfb() -> (Proc, String) {
             continue;
         }
         let display = format!(":{n}");
-        let xvfb = Proc(
+        // Stopped with SIGTERM first, Xvfb removes its lock file and socket.
+        let xvfb = Guarded::spawn(
             Command::new("Xvfb")
                 .args([
                     display.as_str(),
@@ -72,10 +61,9 @@ pub fn xvfb() -> (Proc, String) {
                     "tcp",
                 ])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb (install xvfb: cargo xtask setup)"),
-        );
+                .stderr(Stdio::null()),
+        )
+        .expect("Xvfb (install xvfb: cargo xtask setup)");
         let socket = format!("/tmp/.X11-unix/X{n}");
         for _ in 0..100 {
             if Path::new(&socket).exists() {
@@ -96,25 +84,26 @@ pub struct Peer {
 
 impl Peer {
     pub fn start(base: &str, user: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(phonectl())
-            .args([
-                "--server",
-                base,
-                "--tenant",
-                "acme",
-                "--user",
-                user,
-                "--no-keyring",
-                "--json",
-                "--ice-loopback",
-            ])
-            .args(args)
-            .env("PHONECTL_PASSWORD", PW)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("phonectl");
-        let out = child.stdout.take().expect("stdout");
+        let mut child = Guarded::spawn(
+            Command::new(phonectl())
+                .args([
+                    "--server",
+                    base,
+                    "--tenant",
+                    "acme",
+                    "--user",
+                    user,
+                    "--no-keyring",
+                    "--json",
+                    "--ice-loopback",
+                ])
+                .args(args)
+                .env("PHONECTL_PASSWORD", PW)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .expect("phonectl");
+        let out = child.child().stdout.take().expect("stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let l2 = lines.clone();
         std::thread::spawn(move || {
@@ -123,14 +112,14 @@ impl Peer {
             }
         });
         Self {
-            _proc: Proc(child),
+            _proc: child,
             lines,
         }
     }
 
     /// The phonectl process id.
     pub fn pid(&self) -> u32 {
-        self._proc.0.id()
+        self._proc.id()
     }
 
     pub fn saw(&self, needle: &str) -> bool {
@@ -156,18 +145,16 @@ impl Peer {
     }
 }
 
-/// A W3C WebDriver session on the app, through tauri-driver.
+/// A W3C WebDriver session on the app, through tauri-driver (which starts
+/// WebKitWebDriver, which starts the app).
 pub struct Driver {
-    _proc: Proc,
+    session: Session,
     display: String,
-    base: String,
-    session: String,
-    http: reqwest::Client,
 }
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
 impl Driver {
+    /// Starts tauri-driver with `env` (which names the X `DISPLAY`) and opens
+    /// a session on the app at `app`.
     pub async fn start(app: &Path, env: &[(&str, String)]) -> Self {
         let port = free_port();
         let native = free_port();
@@ -185,95 +172,60 @@ impl Driver {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .spawn()
-            .expect("tauri-driver (cargo xtask setup installs it)");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("http client");
-        for _ in 0..100 {
-            if http.get(format!("{base}/status")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        let caps = json!({
             "tauri:options": {"application": app.display().to_string()}
-        }}});
-        let resp: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .expect("session")
-            .json()
-            .await
-            .expect("json");
-        let session = resp["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no WebDriver session: {resp}"))
-            .to_string();
+        });
         Self {
-            _proc: Proc(child),
+            session: Session::start(&mut cmd, port, caps, vec![]).await,
             display: env
                 .iter()
                 .find(|(k, _)| *k == "DISPLAY")
                 .map(|(_, v)| v.clone())
                 .expect("the driver's environment names the X DISPLAY"),
-            base,
-            session,
-            http,
         }
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}/{path}", self.base, self.session);
-        let v: Value = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .expect("webdriver")
-            .json()
-            .await
-            .expect("json");
-        v["value"].clone()
+    fn client(&self) -> &Client {
+        self.session.client()
     }
 
+    /// Runs `script` in the app's page; what it returns.
     pub async fn js(&self, script: &str) -> Value {
-        self.post("execute/sync", json!({"script": script, "args": []}))
+        self.client()
+            .execute(script, vec![])
             .await
+            .unwrap_or_else(|e| panic!("desktop app: script failed ({e}): {script}"))
     }
 
-    pub async fn element(&self, css: &str) -> String {
-        let v = self
-            .post("element", json!({"using": "css selector", "value": css}))
-            .await;
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_string()
+    /// The element `css` selects.
+    pub async fn element(&self, css: &str) -> Element {
+        self.client()
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
     /// Clicks `css` as a user would (WebDriver element click).
     pub async fn click(&self, css: &str) {
         self.wait_visible(css).await;
-        let id = self.element(css).await;
-        let v = self.post(&format!("element/{id}/click"), json!({})).await;
-        assert!(v.is_null() || v.get("error").is_none(), "click {css}: {v}");
+        self.element(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     /// Replaces the text of an input with `text`, typed key by key.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css).await;
-        self.post(&format!("element/{id}/clear"), json!({})).await;
-        let v = self
-            .post(&format!("element/{id}/value"), json!({"text": text}))
-            .await;
-        assert!(v.is_null() || v.get("error").is_none(), "type {css}: {v}");
+        let input = self.element(css).await;
+        input
+            .clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        input
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type {css}: {e}"));
     }
 
     /// Waits until the script returns a truthy value (20 s at most).
@@ -300,6 +252,7 @@ impl Driver {
         }
     }
 
+    /// Waits until `css` selects an element that is shown.
     pub async fn wait_visible(&self, css: &str) {
         let script = format!(
             "const e = document.querySelector({css:?}); return !!e && e.offsetParent !== null;"
@@ -307,6 +260,7 @@ impl Driver {
         self.until(&format!("visible {css}"), &script).await;
     }
 
+    /// The text content of `css` (empty when there is none).
     pub async fn text(&self, css: &str) -> String {
         self.js(&format!(
             "return document.querySelector({css:?})?.textContent ?? ''"
@@ -323,25 +277,11 @@ impl Driver {
     pub async fn screenshot(&self, name: &str) {
         // WebKit paints asynchronously: let the last DOM change reach the screen.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let url = format!("{}/session/{}/window/rect", self.base, self.session);
-        let v: Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .expect("window rect")
-            .json()
-            .await
-            .expect("json");
-        let rect = |k: &str| {
-            v["value"][k]
-                .as_f64()
-                .unwrap_or_else(|| panic!("window rect without {k}: {v}"))
-        };
+        let (x, y, width, height) = self.client().get_window_rect().await.expect("window rect");
         let png = capture_x(
             &self.display,
-            (rect("x"), rect("y")),
-            (rect("width"), rect("height")),
+            (x as f64, y as f64),
+            (width as f64, height as f64),
         );
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
@@ -349,12 +289,10 @@ impl Driver {
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
-    pub async fn quit(&self) {
-        let _ = self
-            .http
-            .delete(format!("{}/session/{}", self.base, self.session))
-            .send()
-            .await;
+    /// Ends the session (the app quits), then stops tauri-driver and
+    /// WebKitWebDriver.
+    pub async fn quit(self) {
+        self.session.close().await;
     }
 }
 

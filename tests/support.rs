@@ -8,6 +8,9 @@ use softphone_audio::Sink;
 use softphone_engine::{Engine, EngineConfig, EngineEvent};
 use tokio::sync::mpsc;
 
+pub mod cleanup;
+pub mod webdriver;
+
 /// Held by each test that makes real calls, so a test binary runs its
 /// calls one at a time: audio timing assertions need the CPU they measure.
 pub static ONE_CALL_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -220,13 +223,18 @@ impl Server {
         user: &str,
         device: &str,
     ) -> (Engine, Events, String) {
-        let login = softphone_engine::api::Api::login(&self.base, "acme", user, PW)
+        let login = softphone_engine::login(&self.base, "acme", user, PW)
             .await
             .expect("login");
-        let mut config = EngineConfig::new(via, &login.token, device);
-        config.endpoint_name = format!("{user}'s test endpoint");
-        config.media = media;
-        let (engine, rx) = Engine::connect(config).await.expect("connect");
+        let (engine, rx) = Engine::connect(EngineConfig {
+            server: via.to_string(),
+            token: login.token.clone(),
+            device_id: device.into(),
+            device_name: format!("{user}'s test device"),
+            media,
+        })
+        .await
+        .expect("connect");
         (engine, Events(rx), login.token)
     }
 }
@@ -236,12 +244,10 @@ impl Server {
 /// is not counted as a second test by `cargo xtask test`.
 pub fn run_nested(cmd: &mut std::process::Command) -> std::process::ExitStatus {
     use std::io::BufRead;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+    let mut run = cleanup::Guarded::spawn(cmd.stdout(std::process::Stdio::piped()))
         .expect("re-running the test");
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = run.child().stdout.take() {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 println!("  │ {line}");
@@ -249,9 +255,10 @@ pub fn run_nested(cmd: &mut std::process::Command) -> std::process::ExitStatus {
             let _ = done_tx.send(());
         });
     }
-    let status = child.wait().expect("waiting for the re-run test");
-    // Services the re-run started (a D-Bus activated portal) may keep the
-    // pipe open after it exits: wait for the output briefly, not for them.
+    // Waits for the re-run, then stops what it left running: the daemons
+    // of its session (gnome-keyring-daemon, D-Bus activated services),
+    // which would otherwise outlive the test and keep the pipe open.
+    let status = run.wait().expect("waiting for the re-run test");
     let _ = done_rx.recv_timeout(Duration::from_secs(3));
     status
 }
@@ -295,19 +302,20 @@ pub fn inside_pulseaudio(test_name: &str) -> bool {
         return true;
     }
     let runtime = tempfile::tempdir().expect("tmp");
-    let mut daemon = std::process::Command::new("pulseaudio")
-        .args([
-            "--daemonize=no",
-            "--exit-idle-time=-1",
-            "-n",
-            "--load=module-null-sink sink_name=softphone_test",
-            "--load=module-native-protocol-unix",
-            "--log-level=error",
-        ])
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .env("HOME", runtime.path())
-        .spawn()
-        .expect("pulseaudio (install it: cargo xtask setup)");
+    let daemon = cleanup::Guarded::spawn(
+        std::process::Command::new("pulseaudio")
+            .args([
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "-n",
+                "--load=module-null-sink sink_name=softphone_test",
+                "--load=module-native-protocol-unix",
+                "--log-level=error",
+            ])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("HOME", runtime.path()),
+    )
+    .expect("pulseaudio (install it: cargo xtask setup)");
     let socket = runtime.path().join("pulse/native");
     for _ in 0..100 {
         if socket.exists() {
@@ -322,8 +330,8 @@ pub fn inside_pulseaudio(test_name: &str) -> bool {
         .env("XDG_RUNTIME_DIR", runtime.path())
         .env("PULSE_SERVER", format!("unix:{}", socket.display()));
     let status = run_nested(&mut status);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    // Stopped (SIGTERM, then SIGKILL) before its runtime directory goes.
+    drop(daemon);
     assert!(
         status.success(),
         "{test_name} failed inside its PulseAudio session"
