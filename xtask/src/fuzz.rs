@@ -135,9 +135,10 @@ fn run_one(dir: &Path, target: &str, seconds: u64) -> Result<Outcome> {
     let (mut executions, mut secs) = (0u64, 0u64);
     for line in BufReader::new(err).lines() {
         let line = line?;
-        // libFuzzer's progress lines (`#1234 NEW cov: …`) are many; the
+        // libFuzzer's progress lines (`#1234 NEW cov: …`, `\tNEW_FUNC…`)
+        // and its dictionary advice (`"token" # Uses: N`) are many; the
         // rest (start-up, crashes, final stats) is shown.
-        if !line.starts_with('#') {
+        if !(line.starts_with('#') || line.starts_with('\t') || line.starts_with('"')) {
             eprintln!("{line}");
         }
         if let Some(n) = line.strip_prefix("stat::number_of_executed_units:") {
