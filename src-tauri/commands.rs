@@ -1,117 +1,118 @@
 //! The Tauri commands the UI calls (through `ui/src/backend.ts` only). Each
-//! is a few lines delegating to the [`Shell`] and the engine behind it.
+//! delegates in a line or two to the [`Runtime`].
 
+use softphone_app_model::{AudioDevices, HotkeyStatus, SessionInfo, Settings, Snapshot, UiError};
 use softphone_protocol::{CallRecord, DirectoryEntry, Presence};
+use std::sync::Arc;
+
+use softphone_app_runtime::Runtime;
 use tauri::{AppHandle, State};
 
-use crate::bindings::{Devices, HotkeyStatus, SessionInfo, Settings, Snapshot, UiError};
-use crate::shell::Shell;
-
 type R<T> = Result<T, UiError>;
+type Shell<'a> = State<'a, Arc<Runtime>>;
 
 /// Everything the UI draws from.
 #[tauri::command]
-pub fn snapshot(shell: State<'_, Shell>) -> Snapshot {
+pub fn snapshot(shell: Shell<'_>) -> Snapshot {
     shell.snapshot()
 }
 
 /// Signs in; the token goes to the OS keyring.
 #[tauri::command]
 pub async fn sign_in(
-    app: AppHandle,
-    shell: State<'_, Shell>,
+    shell: Shell<'_>,
     server: String,
     tenant: String,
     user: String,
     password: String,
 ) -> R<SessionInfo> {
-    shell
-        .sign_in(&app, &server, &tenant, &user, &password)
-        .await
+    shell.sign_in(&server, &tenant, &user, &password).await
 }
 
 /// Signs out and deletes the keyring entry.
 #[tauri::command]
-pub async fn sign_out(app: AppHandle, shell: State<'_, Shell>) -> R<()> {
-    shell.sign_out(&app).await
+pub async fn sign_out(shell: Shell<'_>) -> R<()> {
+    shell.sign_out().await
 }
 
 /// Dials a user (or number) of my tenant; returns the call id.
 #[tauri::command]
-pub async fn dial(app: AppHandle, shell: State<'_, Shell>, to: String) -> R<String> {
-    shell.dial(&app, &to).await
+pub async fn dial(shell: Shell<'_>, to: String) -> R<String> {
+    shell.dial(&to).await
 }
 
 /// Answers a ringing call.
 #[tauri::command]
-pub async fn answer(app: AppHandle, shell: State<'_, Shell>, call_id: String) -> R<()> {
-    shell.answer(&app, &call_id).await
+pub async fn answer(shell: Shell<'_>, call_id: String) -> R<()> {
+    shell.answer(&call_id).await
 }
 
 /// Declines a ringing call.
 #[tauri::command]
-pub fn decline(shell: State<'_, Shell>, call_id: String) -> R<()> {
+pub fn decline(shell: Shell<'_>, call_id: String) -> R<()> {
     shell.decline(&call_id)
 }
 
 /// Hangs up.
 #[tauri::command]
-pub fn hangup(shell: State<'_, Shell>, call_id: String) -> R<()> {
+pub fn hangup(shell: Shell<'_>, call_id: String) -> R<()> {
     shell.hangup(&call_id)
 }
 
 /// Mutes or unmutes.
 #[tauri::command]
-pub fn set_mute(app: AppHandle, shell: State<'_, Shell>, call_id: String, muted: bool) -> R<()> {
-    shell.set_mute(&app, &call_id, muted)
+pub fn set_mute(shell: Shell<'_>, call_id: String, muted: bool) -> R<()> {
+    shell.set_mute(&call_id, muted)
 }
 
 /// Holds or resumes.
 #[tauri::command]
-pub async fn set_hold(shell: State<'_, Shell>, call_id: String, held: bool) -> R<()> {
+pub async fn set_hold(shell: Shell<'_>, call_id: String, held: bool) -> R<()> {
     shell.set_hold(&call_id, held).await
 }
 
 /// Sends DTMF digits.
 #[tauri::command]
-pub async fn send_dtmf(shell: State<'_, Shell>, call_id: String, digits: String) -> R<()> {
+pub async fn send_dtmf(shell: Shell<'_>, call_id: String, digits: String) -> R<()> {
     shell.send_dtmf(&call_id, &digits).await
 }
 
 /// Sets my availability.
 #[tauri::command]
-pub fn set_presence(app: AppHandle, shell: State<'_, Shell>, status: Presence) -> R<()> {
-    shell.set_presence(&app, status)
+pub fn set_presence(shell: Shell<'_>, status: Presence) -> R<()> {
+    shell.set_presence(status)
 }
 
 /// Searches the directory.
 #[tauri::command]
-pub async fn directory(shell: State<'_, Shell>, query: String) -> R<Vec<DirectoryEntry>> {
+pub async fn directory(shell: Shell<'_>, query: String) -> R<Vec<DirectoryEntry>> {
     shell.directory(&query).await
 }
 
 /// My recent calls, newest first.
 #[tauri::command]
-pub async fn history(shell: State<'_, Shell>, limit: u32) -> R<Vec<CallRecord>> {
+pub async fn history(shell: Shell<'_>, limit: u32) -> R<Vec<CallRecord>> {
     shell.history(limit).await
 }
 
 /// The agent looked at the missed calls.
 #[tauri::command]
-pub fn missed_seen(app: AppHandle, shell: State<'_, Shell>) {
-    shell.missed_seen(&app)
+pub fn missed_seen(shell: Shell<'_>) {
+    shell.update(|m| m.missed_seen());
 }
 
-/// Sound devices to pick from.
+/// Audio devices to pick from.
 #[tauri::command]
-pub fn devices() -> R<Devices> {
-    crate::list_devices()
+pub async fn devices() -> R<AudioDevices> {
+    tauri::async_runtime::spawn_blocking(softphone_app_runtime::audio_devices)
+        .await
+        .map_err(|e| UiError::new(softphone_app_model::ErrorKind::Other, e.to_string()))?
 }
 
-/// Switches a call's devices mid-call (`None`: leave as is).
+/// Switches a call's audio devices mid-call (`None`: leave as is).
 #[tauri::command]
 pub async fn set_call_devices(
-    shell: State<'_, Shell>,
+    shell: Shell<'_>,
     call_id: String,
     input: Option<String>,
     output: Option<String>,
@@ -127,32 +128,19 @@ pub fn save_settings(app: AppHandle, settings: Settings) -> R<Vec<HotkeyStatus>>
 
 /// Plays one cycle of the ringtone on the ringer device.
 #[tauri::command]
-pub fn test_ringer(shell: State<'_, Shell>, settings: Settings) {
-    shell.ringer.test(
-        settings.ringer_device,
-        settings.ringtone,
-        settings.ringtone_volume,
-    )
+pub fn test_ringer(shell: Shell<'_>, settings: Settings) {
+    shell.test_ringtone(settings, false)
 }
 
 /// Plays one cycle of the ringtone on the call output device.
 #[tauri::command]
-pub fn test_output(shell: State<'_, Shell>, settings: Settings) {
-    shell.ringer.test(
-        settings.output_device,
-        settings.ringtone,
-        settings.ringtone_volume,
-    )
+pub fn test_output(shell: Shell<'_>, settings: Settings) {
+    shell.test_ringtone(settings, true)
 }
 
 /// Starts (`on`) or stops the microphone level meter (`app` events
 /// `mic_level`).
 #[tauri::command]
-pub fn mic_meter(
-    app: AppHandle,
-    shell: State<'_, Shell>,
-    on: bool,
-    device: Option<String>,
-) -> R<()> {
-    shell.mic_meter(&app, on.then_some(device))
+pub async fn mic_meter(shell: Shell<'_>, on: bool, device: Option<String>) -> R<()> {
+    shell.mic_meter(on.then_some(device)).await
 }

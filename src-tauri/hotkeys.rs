@@ -1,57 +1,49 @@
 //! Global hotkeys (tauri-plugin-global-shortcut): answer, hang up/decline,
 //! mute toggle, hold toggle, from any application. A hotkey that cannot be
 //! registered (taken by another program, not an accelerator) is reported
-//! in the settings, never swallowed.
+//! in the settings, never swallowed. What a hotkey does is the model's
+//! ([`softphone_app_model::Model::intent`]); this only registers keys.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use softphone_app_model::{HotkeyAction, HotkeyStatus, Hotkeys};
 use tauri::{AppHandle, Manager};
 use tauri_plugin_global_shortcut::{GlobalShortcutExt, Shortcut, ShortcutState};
 
-use crate::bindings::{AppEvent, HotkeyAction, HotkeyStatus, Hotkeys};
-use crate::shell::{Shell, emit};
-
 /// Shortcut id → action, for the plugin's handler.
 #[derive(Default)]
-pub struct Bindings(Mutex<HashMap<u32, HotkeyAction>>);
+struct Bound(Mutex<HashMap<u32, HotkeyAction>>);
 
-/// The plugin, with a handler that runs the bound action on key press.
-pub fn plugin() -> tauri::plugin::TauriPlugin<tauri::Wry> {
+/// The plugin, calling `on_press` with the bound action on key press.
+pub fn plugin(on_press: fn(&AppHandle, HotkeyAction)) -> tauri::plugin::TauriPlugin<tauri::Wry> {
     tauri_plugin_global_shortcut::Builder::new()
-        .with_handler(|app, shortcut, event| {
+        .with_handler(move |app, shortcut, event| {
             if event.state() != ShortcutState::Pressed {
                 return;
             }
             let action = app
-                .try_state::<Bindings>()
+                .try_state::<Bound>()
                 .and_then(|b| b.0.lock().ok()?.get(&shortcut.id()).copied());
             if let Some(action) = action {
-                let app = app.app_handle().clone();
-                crate::run_action(&app, action);
+                on_press(app, action);
             }
         })
         .build()
 }
 
-/// (Re)registers the hotkeys of `keys`; returns one status per action and
-/// sends them to the UI.
-pub fn apply(app: &AppHandle, keys: &Hotkeys) -> Vec<HotkeyStatus> {
+/// (Re)registers the hotkeys of `keys`; returns one status per action.
+pub fn register(app: &AppHandle, keys: &Hotkeys) -> Vec<HotkeyStatus> {
     let gs = app.global_shortcut();
     if let Err(e) = gs.unregister_all() {
         tracing::warn!(error = %e, "unregistering hotkeys");
     }
     let mut map = HashMap::new();
     let mut out = Vec::new();
-    for (action, accel) in [
-        (HotkeyAction::Answer, &keys.answer),
-        (HotkeyAction::Hangup, &keys.hangup),
-        (HotkeyAction::Mute, &keys.mute),
-        (HotkeyAction::Hold, &keys.hold),
-    ] {
+    for (action, accel) in keys.each() {
         let mut status = HotkeyStatus {
             action,
-            accelerator: accel.clone(),
+            accelerator: accel.to_string(),
             registered: false,
             error: None,
         };
@@ -72,17 +64,12 @@ pub fn apply(app: &AppHandle, keys: &Hotkeys) -> Vec<HotkeyStatus> {
         }
         out.push(status);
     }
-    if let Some(b) = app.try_state::<Bindings>()
-        && let Ok(mut m) = b.0.lock()
-    {
-        *m = map;
-    }
-    app.state::<Shell>().set_hotkeys(out.clone());
-    emit(
-        app,
-        AppEvent::Hotkeys {
-            status: out.clone(),
-        },
-    );
+    let bound = app.state::<Bound>();
+    *bound.0.lock().unwrap_or_else(|p| p.into_inner()) = map;
     out
+}
+
+/// Makes the key map a managed state (once, at setup).
+pub fn init(app: &AppHandle) {
+    app.manage(Bound::default());
 }

@@ -1,36 +1,42 @@
-//! The desktop softphone: a Tauri 2 shell over the call engine
-//! (`softphone-engine`). The web UI in `ui/` draws the screens; this crate
-//! runs the engine, the sound devices, the OS keyring, the tray, global
-//! hotkeys, the ringer and notifications.
+//! The desktop softphone: a thin Tauri 2 shell over the call engine
+//! (`softphone-engine`) and the app's model (`softphone-app-model`, where
+//! every rule of what the app shows lives). The web UI in `ui/` draws the
+//! screens; this crate runs the engine, the audio devices, the OS keyring,
+//! the tray, global hotkeys, the ringer and notifications.
 //!
-//! - [`commands`]: what the UI calls, each a few lines over [`shell::Shell`];
-//! - [`bindings`]: the IPC types, generated into `ui/src/bindings`;
-//! - [`shell`]: state and the one mapping of engine events;
-//! - [`tray`], [`hotkeys`], [`ringer`], [`meter`].
+//! - [`commands`]: what the UI calls, each a line over the
+//!   [`softphone_app_runtime::Runtime`] (the app without its window);
+//! - [`surface`]: what the runtime shows through Tauri (events to the UI,
+//!   notifications, the tray);
+//! - [`tray`], [`hotkeys`]: the OS surfaces, drawn from the model.
 //!
 //! Command line: `softphone [--minimised] [tel:NUMBER]`. A second launch
 //! focuses the first (and hands it the `tel:` number).
 
-pub mod bindings;
 pub mod commands;
 pub mod hotkeys;
-pub mod meter;
-pub mod ringer;
-pub mod shell;
+pub mod surface;
 pub mod tray;
 
+use std::sync::Arc;
+
+use softphone_app_model::{
+    AppEvent, ErrorKind, HotkeyAction, HotkeyStatus, NoticeLevel, Settings, UiError, tel_number,
+};
 use softphone_engine::credentials::TokenStore;
 use tauri::{AppHandle, Manager, RunEvent, WindowEvent};
 use tauri_plugin_autostart::{MacosLauncher, ManagerExt};
 use tauri_plugin_deep_link::DeepLinkExt;
 
-use bindings::{
-    AppEvent, Devices, ErrorKind, HotkeyAction, HotkeyStatus, NoticeLevel, Settings, UiError,
-};
-use shell::{Shell, emit, notice};
+use softphone_app_runtime::Runtime;
+use tray::MenuAction;
 
-/// Shows, unminimises and focuses the main window (tray Show, tray click, a
-/// second launch). Never called on an incoming call: no focus stealing.
+fn runtime(app: &AppHandle) -> Arc<Runtime> {
+    app.state::<Arc<Runtime>>().inner().clone()
+}
+
+/// Shows, unminimises and focuses the main window (tray, a second launch).
+/// Never called on an incoming call: no focus stealing.
 pub fn show_window(app: &AppHandle) {
     if let Some(w) = app.get_webview_window("main") {
         let _ = w.show();
@@ -40,48 +46,41 @@ pub fn show_window(app: &AppHandle) {
 }
 
 /// Runs a call action from a hotkey or the tray; failures become notices.
-pub fn run_action(app: &AppHandle, action: HotkeyAction) {
+fn on_call_action(app: &AppHandle, action: HotkeyAction) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        let shell = app.state::<Shell>();
-        if let Err(e) = shell.act(&app, action).await {
-            notice(&app, NoticeLevel::Warning, e.message);
+        let rt = runtime(&app);
+        if let Err(e) = rt.act(action).await {
+            rt.emit(AppEvent::from(e));
         }
     });
 }
 
-/// Lists the sound devices.
-///
-/// # Errors
-/// [`ErrorKind::Device`] when the sound system cannot be asked.
-pub fn list_devices() -> Result<Devices, UiError> {
-    let all = softphone_audio::device::list()
-        .map_err(|e| UiError::new(ErrorKind::Device, format!("Sound devices: {e}")))?;
-    Ok(Devices {
-        inputs: all
-            .iter()
-            .filter(|d| d.input)
-            .map(|d| d.name.clone())
-            .collect(),
-        outputs: all
-            .iter()
-            .filter(|d| d.output)
-            .map(|d| d.name.clone())
-            .collect(),
-    })
+fn on_menu(app: &AppHandle, action: MenuAction) {
+    match action {
+        MenuAction::Show => show_window(app),
+        MenuAction::Presence(p) => {
+            let rt = runtime(app);
+            if let Err(e) = rt.set_presence(p) {
+                rt.emit(AppEvent::from(e));
+            }
+        }
+        MenuAction::Call(a) => on_call_action(app, a),
+        MenuAction::Quit => app.exit(0),
+    }
 }
 
 /// Stores settings, re-registers hotkeys, and turns start-at-login on or
 /// off.
 ///
 /// # Errors
-/// The settings file or the login item cannot be written.
+/// The login item cannot be changed.
 pub fn apply_settings(app: &AppHandle, settings: Settings) -> Result<Vec<HotkeyStatus>, UiError> {
-    let shell = app.state::<Shell>();
-    let before = shell.settings();
-    shell.set_settings(settings)?;
+    let shell = runtime(app);
+    let autostart_before = shell.settings().start_at_login;
+    shell.update(|m| m.set_settings(settings));
     let now = shell.settings();
-    if now.start_at_login != before.start_at_login {
+    if now.start_at_login != autostart_before {
         let al = app.autolaunch();
         let r = if now.start_at_login {
             al.enable()
@@ -90,32 +89,14 @@ pub fn apply_settings(app: &AppHandle, settings: Settings) -> Result<Vec<HotkeyS
         };
         r.map_err(|e| UiError::new(ErrorKind::Other, format!("Start at login: {e}")))?;
     }
-    emit(
-        app,
-        AppEvent::Settings {
-            settings: now.clone(),
-        },
-    );
-    Ok(hotkeys::apply(app, &now.hotkeys))
-}
-
-/// The number in a `tel:` argument, if any (`tel:+1-555-0100` → `+15550100`,
-/// `tel:bob` → `bob`).
-pub fn tel_number<S: AsRef<str>>(args: &[S]) -> Option<String> {
-    args.iter().find_map(|a| {
-        let rest = a.as_ref().strip_prefix("tel:")?;
-        let rest = rest.split(';').next().unwrap_or("");
-        let n: String = rest
-            .chars()
-            .filter(|c| !matches!(c, '-' | '.' | ' ' | '(' | ')' | '/'))
-            .collect();
-        (!n.is_empty()).then_some(n)
-    })
+    let status = hotkeys::register(app, &now.hotkeys);
+    shell.update(|m| m.set_hotkeys(status.clone()));
+    Ok(status)
 }
 
 fn dial_link(app: &AppHandle, number: String) {
     show_window(app);
-    emit(app, AppEvent::Dial { number });
+    runtime(app).emit(AppEvent::Dial { number });
 }
 
 /// Starts the app (blocks until Quit).
@@ -130,7 +111,6 @@ pub fn run() {
     let minimised_arg = args
         .iter()
         .any(|a| a == "--minimised" || a == "--minimized");
-
     let app = tauri::Builder::default()
         // First, so that a second launch hands over before anything starts.
         .plugin(tauri_plugin_single_instance::init(
@@ -145,7 +125,7 @@ pub fn run() {
             MacosLauncher::LaunchAgent,
             Some(vec!["--minimised"]),
         ))
-        .plugin(hotkeys::plugin())
+        .plugin(hotkeys::plugin(on_call_action))
         .invoke_handler(tauri::generate_handler![
             commands::snapshot,
             commands::sign_in,
@@ -179,13 +159,16 @@ pub fn run() {
             } else {
                 TokenStore::Keyring
             };
-            app.manage(Shell::new(config_dir, tokens));
-            app.manage(hotkeys::Bindings::default());
-            if let Err(e) = tray::create(&handle) {
+            let surface = Arc::new(surface::TauriSurface(handle.clone()));
+            app.manage(Runtime::new(config_dir, tokens, surface));
+            hotkeys::init(&handle);
+            if let Err(e) = tray::create(&handle, on_menu) {
                 tracing::warn!(error = %e, "no tray icon on this desktop");
             }
-            let settings = app.state::<Shell>().settings();
-            hotkeys::apply(&handle, &settings.hotkeys);
+            let shell = runtime(&handle);
+            let settings = shell.settings();
+            let status = hotkeys::register(&handle, &settings.hotkeys);
+            shell.update(|m| m.set_hotkeys(status));
             if !(minimised_arg || settings.start_minimised) {
                 show_window(&handle);
             }
@@ -197,13 +180,13 @@ pub fn run() {
                 }
             });
             if let Some(n) = tel_number(&args) {
-                emit(&handle, AppEvent::Dial { number: n });
+                shell.emit(AppEvent::Dial { number: n });
             }
             tauri::async_runtime::spawn(async move {
-                let shell = handle.state::<Shell>();
-                if let Err(e) = shell.restore(&handle).await {
-                    notice(&handle, NoticeLevel::Error, e.message);
-                    emit(&handle, AppEvent::Session { session: None });
+                let rt = runtime(&handle);
+                if let Err(e) = rt.restore().await {
+                    rt.emit(AppEvent::notice(NoticeLevel::Error, e.message));
+                    rt.emit(AppEvent::Session { session: None });
                 }
             });
             Ok(())
@@ -223,27 +206,8 @@ pub fn run() {
             if code.is_none() {
                 api.prevent_exit();
             } else {
-                app.state::<Shell>().ringer.stop();
+                runtime(app).stop_ringing();
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tel_number;
-
-    #[test]
-    fn tel_links_give_the_number() {
-        assert_eq!(
-            tel_number(&["softphone", "tel:+1-555-0100"]),
-            Some("+15550100".into())
-        );
-        assert_eq!(
-            tel_number(&["tel:bob;phone-context=acme"]),
-            Some("bob".into())
-        );
-        assert_eq!(tel_number(&["softphone", "--minimised"]), None);
-        assert_eq!(tel_number(&["tel:"]), None);
-    }
 }

@@ -1,107 +1,78 @@
-//! The tray icon, always present: its icon and tooltip show offline /
-//! available / away / do not disturb / ringing / in call / muted, and its
-//! menu offers Show, availability, Answer, Decline, Hang up, Mute and Quit.
+//! The tray icon, always present: it shows what [`TrayView`] says (status
+//! dot, tooltip, which menu items apply) and reports menu clicks as
+//! [`MenuAction`]s. No state and no rules of its own.
 
+use std::sync::Mutex;
+
+use softphone_app_model::tray::icon_rgba;
+use softphone_app_model::{HotkeyAction, TrayView};
 use softphone_protocol::Presence;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Wry};
 
-use crate::bindings::HotkeyAction;
-use crate::shell::{Shell, TrayStatus};
-
 const ICON: &[u8] = include_bytes!("../icons/64x64.png");
 
-/// The menu items whose state follows the calls, the decoded app icon,
-/// and what the tray shows now (so that an unchanged state, e.g. a stats
-/// event every 2 s, redraws nothing).
-pub struct TrayItems {
+/// What a click in the tray asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuAction {
+    /// Show the window (menu item or a left click on the icon).
+    Show,
+    /// Set my availability.
+    Presence(Presence),
+    /// A call action, as its hotkey would.
+    Call(HotkeyAction),
+    /// Quit the app.
+    Quit,
+}
+
+/// The menu items whose state follows the view, the decoded icon, and the
+/// view shown (an unchanged view redraws nothing).
+struct Items {
     base: Image<'static>,
-    shown: std::sync::Mutex<Option<(TrayStatus, String)>>,
-    available: CheckMenuItem<Wry>,
-    away: CheckMenuItem<Wry>,
-    dnd: CheckMenuItem<Wry>,
+    shown: Mutex<Option<TrayView>>,
+    presence: [(Presence, CheckMenuItem<Wry>); 3],
     answer: MenuItem<Wry>,
     decline: MenuItem<Wry>,
     hangup: MenuItem<Wry>,
     mute: MenuItem<Wry>,
 }
 
-/// The status colour (RGB) of the dot on the icon.
-pub fn colour(status: TrayStatus) -> [u8; 3] {
-    match status {
-        TrayStatus::Offline => [140, 140, 140],
-        TrayStatus::Idle(Presence::Available) => [46, 160, 67],
-        TrayStatus::Idle(Presence::Away) => [219, 154, 4],
-        TrayStatus::Idle(Presence::Dnd) => [207, 34, 46],
-        TrayStatus::Idle(Presence::Offline) => [140, 140, 140],
-        TrayStatus::Ringing => [9, 105, 218],
-        TrayStatus::InCall => [130, 80, 223],
-        TrayStatus::Muted => [207, 34, 46],
-    }
-}
-
-/// The tooltip text.
-pub fn tooltip(status: TrayStatus, peer: Option<&str>) -> String {
-    let peer = peer.unwrap_or("");
-    match status {
-        TrayStatus::Offline => "Softphone — offline".into(),
-        TrayStatus::Idle(Presence::Available) => "Softphone — available".into(),
-        TrayStatus::Idle(Presence::Away) => "Softphone — away".into(),
-        TrayStatus::Idle(_) => "Softphone — do not disturb".into(),
-        TrayStatus::Ringing => format!("Softphone — {peer} is calling"),
-        TrayStatus::InCall => format!("Softphone — in a call with {peer}"),
-        TrayStatus::Muted => format!("Softphone — in a call with {peer} (muted)"),
-    }
-}
-
-/// The app icon (`size`×`size` RGBA) with a white-rimmed status dot in its
-/// lower right corner.
-pub fn icon_rgba(base: &[u8], size: u32, status: TrayStatus) -> Vec<u8> {
-    let mut px = base.to_vec();
-    let [r, g, b] = colour(status);
-    let s = size as f32;
-    let (cx, cy, rad) = (s * 0.76, s * 0.76, s * 0.22);
-    for y in 0..size {
-        for x in 0..size {
-            let d = ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)).sqrt();
-            let i = ((y * size + x) * 4) as usize;
-            if d <= rad {
-                px[i..i + 4].copy_from_slice(&[r, g, b, 255]);
-            } else if d <= rad + s * 0.05 {
-                px[i..i + 4].copy_from_slice(&[255, 255, 255, 255]);
-            }
-        }
-    }
-    px
-}
-
-/// Builds the tray icon and its menu.
+/// Builds the tray icon and its menu; clicks go to `on_menu`.
 ///
 /// # Errors
-/// When the platform has no tray (then the app still runs; the error is
-/// logged by the caller).
-pub fn create(app: &AppHandle) -> tauri::Result<()> {
-    let show = MenuItem::with_id(app, "show", "Show Softphone", true, None::<&str>)?;
-    let available =
-        CheckMenuItem::with_id(app, "available", "Available", false, true, None::<&str>)?;
-    let away = CheckMenuItem::with_id(app, "away", "Away", false, false, None::<&str>)?;
-    let dnd = CheckMenuItem::with_id(app, "dnd", "Do not disturb", false, false, None::<&str>)?;
-    let answer = MenuItem::with_id(app, "answer", "Answer", false, None::<&str>)?;
-    let decline = MenuItem::with_id(app, "decline", "Decline", false, None::<&str>)?;
-    let hangup = MenuItem::with_id(app, "hangup", "Hang up", false, None::<&str>)?;
-    let mute = MenuItem::with_id(app, "mute", "Mute", false, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
+/// When the platform has no tray (the app still runs).
+pub fn create(app: &AppHandle, on_menu: fn(&AppHandle, MenuAction)) -> tauri::Result<()> {
+    let item = |id: &str, text: &str, on: bool| MenuItem::with_id(app, id, text, on, None::<&str>);
+    let check =
+        |id: &str, text: &str| CheckMenuItem::with_id(app, id, text, false, false, None::<&str>);
+    let (show, quit) = (
+        item("show", "Show Softphone", true)?,
+        item("quit", "Quit", true)?,
+    );
+    let presence = [
+        (Presence::Available, check("available", "Available")?),
+        (Presence::Away, check("away", "Away")?),
+        (Presence::Dnd, check("dnd", "Do not disturb")?),
+    ];
+    let (answer, decline) = (
+        item("answer", "Answer", false)?,
+        item("decline", "Decline", false)?,
+    );
+    let (hangup, mute) = (
+        item("hangup", "Hang up", false)?,
+        item("mute", "Mute", false)?,
+    );
     let sep = || PredefinedMenuItem::separator(app);
     let menu = Menu::with_items(
         app,
         &[
             &show,
             &sep()?,
-            &available,
-            &away,
-            &dnd,
+            &presence[0].1,
+            &presence[1].1,
+            &presence[2].1,
             &sep()?,
             &answer,
             &decline,
@@ -112,121 +83,75 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         ],
     )?;
     let base = Image::from_bytes(ICON)?;
-    let rgba = icon_rgba(base.rgba(), base.width(), TrayStatus::Offline);
     TrayIconBuilder::with_id("main")
-        .icon(Image::new_owned(rgba, base.width(), base.height()))
-        .tooltip(tooltip(TrayStatus::Offline, None))
+        .icon(base.clone())
         .menu(&menu)
         .show_menu_on_left_click(false)
-        .on_menu_event(|app, event| match event.id.as_ref() {
-            "show" => crate::show_window(app),
-            "available" => set_presence(app, Presence::Available),
-            "away" => set_presence(app, Presence::Away),
-            "dnd" => set_presence(app, Presence::Dnd),
-            "answer" => crate::run_action(app, HotkeyAction::Answer),
-            "decline" | "hangup" => crate::run_action(app, HotkeyAction::Hangup),
-            "mute" => crate::run_action(app, HotkeyAction::Mute),
-            "quit" => app.exit(0),
-            _ => {}
+        .on_menu_event(move |app, event| {
+            let action = match event.id.as_ref() {
+                "show" => MenuAction::Show,
+                "available" => MenuAction::Presence(Presence::Available),
+                "away" => MenuAction::Presence(Presence::Away),
+                "dnd" => MenuAction::Presence(Presence::Dnd),
+                "answer" => MenuAction::Call(HotkeyAction::Answer),
+                "decline" | "hangup" => MenuAction::Call(HotkeyAction::Hangup),
+                "mute" => MenuAction::Call(HotkeyAction::Mute),
+                "quit" => MenuAction::Quit,
+                _ => return,
+            };
+            on_menu(app, action);
         })
-        .on_tray_icon_event(|tray, event| {
+        .on_tray_icon_event(move |tray, event| {
             if let TrayIconEvent::Click {
                 button: MouseButton::Left,
                 button_state: MouseButtonState::Up,
                 ..
             } = event
             {
-                crate::show_window(tray.app_handle());
+                on_menu(tray.app_handle(), MenuAction::Show);
             }
         })
         .build(app)?;
-    app.manage(TrayItems {
+    app.manage(Items {
         base,
-        shown: std::sync::Mutex::new(None),
-        available,
-        away,
-        dnd,
+        shown: Mutex::new(None),
+        presence,
         answer,
         decline,
         hangup,
         mute,
     });
-    refresh(app);
     Ok(())
 }
 
-fn set_presence(app: &AppHandle, status: Presence) {
-    if let Err(e) = app.state::<Shell>().set_presence(app, status) {
-        crate::shell::notice(app, crate::bindings::NoticeLevel::Warning, e.message);
-    }
-    refresh(app);
-}
-
-/// Redraws the tray from the shell's state (icon, tooltip, menu) when what
-/// it shows has changed.
-pub fn refresh(app: &AppHandle) {
-    let Some(items) = app.try_state::<TrayItems>() else {
+/// Redraws the tray (icon, tooltip, menu) when `view` differs from what
+/// it shows.
+pub fn render(app: &AppHandle, view: &TrayView) {
+    let Some(items) = app.try_state::<Items>() else {
         return;
     };
-    let ((status, peer), missed) = app.state::<Shell>().tray_status_and_missed();
-    let mut tip = tooltip(status, peer.as_deref());
-    if missed > 0 {
-        tip.push_str(&format!(" — {missed} missed"));
-    }
     {
         let mut shown = items.shown.lock().unwrap_or_else(|p| p.into_inner());
-        if shown.as_ref() == Some(&(status, tip.clone())) {
+        if shown.as_ref() == Some(view) {
             return;
         }
-        *shown = Some((status, tip.clone()));
+        *shown = Some(view.clone());
     }
     if let Some(tray) = app.tray_by_id("main") {
         let (w, h) = (items.base.width(), items.base.height());
-        let rgba = icon_rgba(items.base.rgba(), w, status);
+        let rgba = icon_rgba(items.base.rgba(), w, view.status);
         let _ = tray.set_icon(Some(Image::new_owned(rgba, w, h)));
-        let _ = tray.set_tooltip(Some(tip));
+        let _ = tray.set_tooltip(Some(view.tooltip.clone()));
     }
-    let online = status != TrayStatus::Offline;
-    let in_call = matches!(status, TrayStatus::InCall | TrayStatus::Muted);
-    let ringing = status == TrayStatus::Ringing;
-    let _ = items.available.set_enabled(online);
-    let _ = items.away.set_enabled(online);
-    let _ = items.dnd.set_enabled(online);
-    if let TrayStatus::Idle(p) = status {
-        let _ = items.available.set_checked(p == Presence::Available);
-        let _ = items.away.set_checked(p == Presence::Away);
-        let _ = items.dnd.set_checked(p == Presence::Dnd);
+    for (p, item) in &items.presence {
+        let _ = item.set_enabled(view.presence_enabled);
+        if let Some(checked) = view.checked {
+            let _ = item.set_checked(*p == checked);
+        }
     }
-    let _ = items.answer.set_enabled(ringing);
-    let _ = items.decline.set_enabled(ringing);
-    let _ = items.hangup.set_enabled(in_call);
-    let _ = items.mute.set_enabled(in_call);
-    let _ = items.mute.set_text(if status == TrayStatus::Muted {
-        "Unmute"
-    } else {
-        "Mute"
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_status_has_its_own_dot_and_words() {
-        let base = vec![0u8; 64 * 64 * 4];
-        let ringing = icon_rgba(&base, 64, TrayStatus::Ringing);
-        let i = ((48 * 64 + 48) * 4) as usize;
-        assert_eq!(&ringing[i..i + 4], &[9, 105, 218, 255]);
-        assert_eq!(&ringing[0..4], &[0, 0, 0, 0], "the corner is untouched");
-        assert_ne!(colour(TrayStatus::InCall), colour(TrayStatus::Muted));
-        assert_ne!(
-            colour(TrayStatus::Offline),
-            colour(TrayStatus::Idle(Presence::Available))
-        );
-        assert_eq!(
-            tooltip(TrayStatus::Muted, Some("Bob Stone")),
-            "Softphone — in a call with Bob Stone (muted)"
-        );
-    }
+    let _ = items.answer.set_enabled(view.ringing);
+    let _ = items.decline.set_enabled(view.ringing);
+    let _ = items.hangup.set_enabled(view.in_call);
+    let _ = items.mute.set_enabled(view.in_call);
+    let _ = items.mute.set_text(view.mute_label);
 }

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { call, screen, snapshot, start, type Harness } from "./test-util";
+import { call, current, ringing, screen, snapshot, start, type Harness } from "./test-util";
 
 let h: Harness | undefined;
 afterEach(() => h?.app.stop());
@@ -17,7 +17,7 @@ describe("sign-in", () => {
 
   it("sends what was typed and switches to the phone on success", async () => {
     h = await start(snapshot({ session: null }), {
-      sign_in: () => ({ server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, device_id: "d" }),
+      sign_in: () => ({ server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, endpoint_id: "d" }),
     });
     (h.$("#server") as HTMLInputElement).value = "http://sb:8080";
     (h.$("#tenant") as HTMLInputElement).value = "acme";
@@ -60,7 +60,7 @@ describe("phone", () => {
     expect(entries.map((e) => e.dataset.user)).toEqual(["bob", "carol"]);
     expect(entries[0].querySelector(".dot")!.className).toContain("presence-away");
     expect((entries[1].querySelector("button") as HTMLButtonElement).disabled).toBe(true);
-    await h.engine_event({ event: "presence", user: { user: "carol", display_name: "Carol King" }, status: "dnd" });
+    await h.app_event({ event: "peer_presence", user: { user: "carol", display_name: "Carol King" }, status: "dnd" });
     expect(h.$('.dir-entry[data-user="carol"] .dot').className).toContain("presence-dnd");
   });
 
@@ -112,7 +112,7 @@ describe("phone", () => {
 describe("incoming call", () => {
   it("shows who calls, answers and declines", async () => {
     h = await start(snapshot());
-    await h.app_event({ event: "calls", calls: [call()] });
+    await h.app_event({ event: "calls", calls: ringing(call()) });
     expect(screen(h)).toBe("incoming");
     expect(h.$("#incoming-name").textContent).toBe("Bob Stone");
     expect(h.$("#incoming-number").textContent).toBe("bob");
@@ -128,12 +128,12 @@ describe("active call", () => {
 
   it("shows the timer, the quality with its figures, and the controls", async () => {
     h = await start(snapshot());
-    await h.app_event({ event: "calls", calls: [call({ state: { state: "active" }, answered_at_ms: Date.now() - 65_000 })] });
+    await h.app_event({ event: "calls", calls: current(call({ state: { state: "active" }, answered_at_ms: Date.now() - 65_000 })) });
     expect(screen(h)).toBe("call");
     expect(h.$("#call-timer").textContent).toBe("01:05");
     expect(h.$("#call-state").textContent).toBe("Connected");
     expect(h.$("#quality").dataset.mos).toBeUndefined();
-    await h.app_event({ event: "calls", calls: [call({ state: { state: "active" }, answered_at_ms: Date.now(), stats })] });
+    await h.app_event({ event: "calls", calls: current(call({ state: { state: "active" }, answered_at_ms: Date.now(), stats })) });
     expect(h.$("#quality").dataset.mos).toBe("4.3");
     expect(h.$("#quality").title).toContain("RTT 12 ms");
     expect(h.$("#quality").title).toContain("Loss 0.5 %");
@@ -142,15 +142,15 @@ describe("active call", () => {
 
   it("mutes, holds, sends DTMF from the keypad and the keyboard, and hangs up", async () => {
     h = await start(snapshot());
-    await h.app_event({ event: "calls", calls: [call({ state: { state: "active" }, answered_at_ms: Date.now() })] });
+    await h.app_event({ event: "calls", calls: current(call({ state: { state: "active" }, answered_at_ms: Date.now() })) });
     await h.click("#mute");
     expect(h.calls.find((c) => c.cmd === "set_mute")?.args).toEqual({ callId: "c-1", muted: true });
-    await h.app_event({ event: "calls", calls: [call({ state: { state: "active" }, muted: true, answered_at_ms: Date.now() })] });
+    await h.app_event({ event: "calls", calls: current(call({ state: { state: "active" }, muted: true, answered_at_ms: Date.now() })) });
     expect(h.$("#mute").getAttribute("aria-pressed")).toBe("true");
     expect(h.$("#mute").textContent).toBe("Unmute");
     await h.click("#hold");
     expect(h.calls.find((c) => c.cmd === "set_hold")?.args).toEqual({ callId: "c-1", held: true });
-    await h.app_event({ event: "calls", calls: [call({ state: { state: "held", local: true, remote: false }, answered_at_ms: Date.now() })] });
+    await h.app_event({ event: "calls", calls: current(call({ state: { state: "held", local: true, remote: false }, answered_at_ms: Date.now() })) });
     expect(h.$("#call-state").textContent).toBe("On hold");
     expect(h.$("#hold").textContent).toBe("Resume");
     await h.click("#dtmf-toggle");
@@ -161,13 +161,13 @@ describe("active call", () => {
     expect(h.$("#dtmf-sent").textContent).toBe("5#");
     await h.click("#hangup");
     expect(h.calls.find((c) => c.cmd === "hangup")?.args).toEqual({ callId: "c-1" });
-    await h.app_event({ event: "calls", calls: [] });
+    await h.app_event({ event: "calls", calls: { calls: [], ringing: null, current: null } });
     expect(screen(h)).toBe("screen-phone");
   });
 
   it("an outgoing call shows Calling… before the answer", async () => {
     h = await start(snapshot());
-    await h.app_event({ event: "calls", calls: [call({ outgoing: true, state: { state: "ringing" } })] });
+    await h.app_event({ event: "calls", calls: current(call({ direction: "outgoing", state: { state: "ringing" } })) });
     expect(screen(h)).toBe("call");
     expect(h.$("#call-state").textContent).toBe("Ringing…");
     expect((h.$("#mute") as HTMLButtonElement).disabled).toBe(true);

@@ -4,7 +4,6 @@ import { backend as realBackend, type Backend, type Presence, type UiError, asUi
 import { h } from "./dom";
 import {
   applyApp,
-  applyEngine,
   currentCall,
   fromSnapshot,
   initialState,
@@ -44,7 +43,6 @@ export class App implements AppApi {
   async start(): Promise<void> {
     this.build();
     await this.backend.onApp((e) => this.set((s) => applyApp(s, e)));
-    await this.backend.onEngine((e) => this.set((s) => applyEngine(s, e)));
     const snap = await this.backend.snapshot();
     this.set((s) => fromSnapshot(s, snap));
     document.addEventListener("keydown", this.keyHandler);

@@ -5,10 +5,9 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   AppEvent,
+  AudioDevices,
   CallRecord,
-  Devices,
   DirectoryEntry,
-  EngineEvent,
   HotkeyStatus,
   Presence,
   SessionInfo,
@@ -49,15 +48,13 @@ export const backend = {
   directory: (query: string) => call<DirectoryEntry[]>("directory", { query }),
   history: (limit = 50) => call<CallRecord[]>("history", { limit }),
   missedSeen: () => call<void>("missed_seen"),
-  devices: () => call<Devices>("devices"),
+  devices: () => call<AudioDevices>("devices"),
   setCallDevices: (callId: string, input: string | null, output: string | null) =>
     call<void>("set_call_devices", { callId, input, output }),
   saveSettings: (settings: Settings) => call<HotkeyStatus[]>("save_settings", { settings }),
   testRinger: (settings: Settings) => call<void>("test_ringer", { settings }),
   testOutput: (settings: Settings) => call<void>("test_output", { settings }),
   micMeter: (on: boolean, device: string | null) => call<void>("mic_meter", { on, device }),
-  onEngine: (f: (e: EngineEvent) => void): Promise<UnlistenFn> =>
-    listen<EngineEvent>("engine", (e) => f(e.payload)),
   onApp: (f: (e: AppEvent) => void): Promise<UnlistenFn> =>
     listen<AppEvent>("app", (e) => f(e.payload)),
 };

@@ -1,12 +1,13 @@
-// The UI's state: the shell's snapshot, kept current by `app` and `engine`
-// events, plus what only the UI knows (tab, dial text, search results).
+// The UI's state: the shell's snapshot, kept current by `app` events, plus
+// what only the UI knows (tab, dial text, search results). Which call rings
+// and which is current is decided in Rust (crates/app-model), not here.
 import type {
   AppEvent,
+  AudioDevices,
   CallRecord,
+  Calls,
   CallView,
-  Devices,
   DirectoryEntry,
-  EngineEvent,
   HotkeyStatus,
   NoticeLevel,
   Presence,
@@ -20,7 +21,7 @@ export type Tab = "phone" | "history" | "settings";
 export interface State {
   session: SessionInfo | null;
   restoring: boolean;
-  calls: CallView[];
+  calls: Calls;
   missed: number;
   presence: Presence;
   settings: Settings;
@@ -30,7 +31,7 @@ export interface State {
   notice: { level: NoticeLevel; message: string } | null;
   directory: DirectoryEntry[];
   history: CallRecord[];
-  devices: Devices;
+  devices: AudioDevices;
   micLevel: number | null;
   dialText: string;
   /** DTMF digits sent in the current call, for the keypad's display. */
@@ -38,6 +39,8 @@ export interface State {
   /** A command is under way (buttons show it instead of freezing). */
   busy: string | null;
 }
+
+export const noCalls: Calls = { calls: [], ringing: null, current: null };
 
 export const emptySettings: Settings = {
   input_device: null,
@@ -49,14 +52,14 @@ export const emptySettings: Settings = {
   start_at_login: false,
   start_minimised: false,
   last_account: null,
-  device_id: "",
+  endpoint_id: "",
 };
 
 export function initialState(): State {
   return {
     session: null,
     restoring: true,
-    calls: [],
+    calls: noCalls,
     missed: 0,
     presence: "available",
     settings: emptySettings,
@@ -88,14 +91,14 @@ export function fromSnapshot(s: State, snap: Snapshot): State {
   };
 }
 
-/** The incoming call that rings, if any. */
+/** The incoming call that rings, if any (as the shell says). */
 export function ringingCall(s: State): CallView | undefined {
-  return s.calls.find((c) => !c.outgoing && c.state.state === "ringing");
+  return s.calls.calls.find((c) => c.call_id === s.calls.ringing);
 }
 
-/** The call the call screen shows: ours, or one we answered. */
+/** The call the call screen shows (as the shell says). */
 export function currentCall(s: State): CallView | undefined {
-  return s.calls.find((c) => c.outgoing || c.state.state !== "ringing");
+  return s.calls.calls.find((c) => c.call_id === s.calls.current);
 }
 
 export function applyApp(s: State, e: AppEvent): State {
@@ -111,9 +114,14 @@ export function applyApp(s: State, e: AppEvent): State {
     case "session":
       return e.session
         ? { ...s, session: e.session, restoring: false, online: true }
-        : { ...s, session: null, restoring: false, calls: [], online: false, tab: "phone" };
+        : { ...s, session: null, restoring: false, calls: noCalls, online: false, tab: "phone" };
     case "presence":
       return { ...s, presence: e.status };
+    case "peer_presence":
+      return {
+        ...s,
+        directory: s.directory.map((d) => (d.user === e.user.user ? { ...d, presence: e.status } : d)),
+      };
     case "online":
       return { ...s, online: e.online };
     case "dial":
@@ -127,24 +135,6 @@ export function applyApp(s: State, e: AppEvent): State {
     case "settings":
       return { ...s, settings: e.settings };
   }
-}
-
-export function applyEngine(s: State, e: EngineEvent): State {
-  if (e.event === "presence") {
-    return {
-      ...s,
-      directory: s.directory.map((d) =>
-        d.user === e.user.user ? { ...d, presence: e.status } : d,
-      ),
-    };
-  }
-  if (e.event === "reconnecting") {
-    return { ...s, online: false };
-  }
-  if (e.event === "registered") {
-    return { ...s, online: true };
-  }
-  return s;
 }
 
 /** Quality words for a MOS (ITU-T P.800 scale). */
@@ -166,6 +156,7 @@ export function endWords(reason: string): string {
     unavailable: "Not available",
     failed: "Connection lost",
     answered_elsewhere: "Answered on another device",
+    incompatible: "Could not agree on audio",
   };
   return words[reason] ?? reason;
 }

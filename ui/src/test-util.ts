@@ -3,28 +3,27 @@
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import { App } from "./app";
-import type { AppEvent, CallView, EngineEvent, Settings, Snapshot } from "./backend";
-import { emptySettings } from "./store";
+import type { AppEvent, Calls, CallView, Settings, Snapshot } from "./backend";
+import { emptySettings, noCalls } from "./store";
 
 export interface Harness {
   app: App;
   root: HTMLElement;
   calls: { cmd: string; args: Record<string, unknown> }[];
   app_event(e: AppEvent): Promise<void>;
-  engine_event(e: EngineEvent): Promise<void>;
   $(sel: string): HTMLElement;
   $$(sel: string): HTMLElement[];
   click(sel: string): Promise<void>;
   flush(): Promise<void>;
 }
 
-export const alice = { server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, device_id: "desktop-1" };
+export const alice = { server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, endpoint_id: "desktop-1" };
 
 export function snapshot(over: Partial<Snapshot> = {}): Snapshot {
   return {
     session: alice,
     restoring: false,
-    calls: [],
+    calls: noCalls,
     missed: 0,
     presence: "available",
     settings: { ...emptySettings, hotkeys: { answer: "Ctrl+Alt+A", hangup: "Ctrl+Alt+H", mute: "Ctrl+Alt+M", hold: "Ctrl+Alt+P" } } as Settings,
@@ -38,13 +37,23 @@ export function call(over: Partial<CallView> = {}): CallView {
   return {
     call_id: "c-1",
     peer: { user: "bob", display_name: "Bob Stone" },
-    outgoing: false,
+    direction: "incoming",
     state: { state: "ringing" },
     muted: false,
     answered_at_ms: null,
     stats: null,
     ...over,
   };
+}
+
+/** What the shell sends while `c` rings at us. */
+export function ringing(c: CallView): Calls {
+  return { calls: [c], ringing: c.call_id, current: null };
+}
+
+/** What the shell sends while `c` is the current call. */
+export function current(c: CallView): Calls {
+  return { calls: [c], ringing: null, current: c.call_id };
 }
 
 const flush = async () => {
@@ -89,10 +98,6 @@ export async function start(
     $$: (sel) => Array.from(root.querySelectorAll<HTMLElement>(sel)),
     async app_event(e) {
       await emit("app", e);
-      await flush();
-    },
-    async engine_event(e) {
-      await emit("engine", e);
       await flush();
     },
     async click(sel) {

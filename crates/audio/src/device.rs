@@ -19,20 +19,7 @@ use std::sync::mpsc;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use rubato::{FftFixedIn, FftFixedOut, Resampler};
 
-use crate::{FRAME, SAMPLE_RATE, Sink, Source};
-
-/// Errors opening a sound-card device.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeviceError {
-    /// No such device, or no default one. Retrying after plugging one in may
-    /// help.
-    #[error("no {0} device found")]
-    NotFound(String),
-    /// cpal refused to open the stream (busy, unsupported format).
-    #[error("{0}")]
-    Backend(String),
-}
+use crate::{AudioError, FRAME, SAMPLE_RATE, Sink, Source};
 
 /// One device as [`list`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,15 +43,15 @@ fn device_name(d: &cpal::Device) -> String {
 /// Lists the default host's devices.
 ///
 /// # Errors
-/// [`DeviceError::Backend`] when the host cannot enumerate.
-pub fn list() -> Result<Vec<DeviceInfo>, DeviceError> {
+/// [`AudioError::Backend`] when the host cannot enumerate.
+pub fn list() -> Result<Vec<DeviceInfo>, AudioError> {
     let host = cpal::default_host();
     let def_in = host.default_input_device().map(|d| device_name(&d));
     let def_out = host.default_output_device().map(|d| device_name(&d));
     let mut out = Vec::new();
     for d in host
         .devices()
-        .map_err(|e| DeviceError::Backend(e.to_string()))?
+        .map_err(AudioError::backend)?
     {
         let name = device_name(&d);
         let input = d.default_input_config().is_ok();
@@ -90,7 +77,7 @@ pub struct DeviceHealth {
     pub failed: AtomicBool,
 }
 
-fn pick(host: &cpal::Host, name: Option<&str>, input: bool) -> Result<cpal::Device, DeviceError> {
+fn pick(host: &cpal::Host, name: Option<&str>, input: bool) -> Result<cpal::Device, AudioError> {
     let kind = if input { "input" } else { "output" };
     match name {
         None => if input {
@@ -98,12 +85,12 @@ fn pick(host: &cpal::Host, name: Option<&str>, input: bool) -> Result<cpal::Devi
         } else {
             host.default_output_device()
         }
-        .ok_or_else(|| DeviceError::NotFound(kind.into())),
+        .ok_or_else(|| AudioError::NotFound(format!("no default {kind} device"))),
         Some(n) => host
             .devices()
-            .map_err(|e| DeviceError::Backend(e.to_string()))?
+            .map_err(AudioError::backend)?
             .find(|d| device_name(d) == n)
-            .ok_or_else(|| DeviceError::NotFound(format!("{kind} `{n}`"))),
+            .ok_or_else(|| AudioError::NotFound(format!("no {kind} device `{n}`"))),
     }
 }
 
@@ -112,8 +99,8 @@ fn pick(host: &cpal::Host, name: Option<&str>, input: bool) -> Result<cpal::Devi
 /// desktop app's ringer, through rodio).
 ///
 /// # Errors
-/// [`DeviceError::NotFound`] when there is no such device.
-pub fn output_device(name: Option<&str>) -> Result<cpal::Device, DeviceError> {
+/// [`AudioError::NotFound`] when there is no such device.
+pub fn output_device(name: Option<&str>) -> Result<cpal::Device, AudioError> {
     pick(&cpal::default_host(), name, false)
 }
 
@@ -126,9 +113,9 @@ fn low_latency(mut config: cpal::StreamConfig) -> cpal::StreamConfig {
 
 /// Runs `open` on a new thread that keeps the returned stream alive until
 /// the stop flag is set.
-fn spawn_stream<F>(open: F, stop: Arc<AtomicBool>) -> Result<u32, DeviceError>
+fn spawn_stream<F>(open: F, stop: Arc<AtomicBool>) -> Result<u32, AudioError>
 where
-    F: FnOnce() -> Result<(cpal::Stream, u32), DeviceError> + Send + 'static,
+    F: FnOnce() -> Result<(cpal::Stream, u32), AudioError> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
@@ -136,7 +123,7 @@ where
         .spawn(move || match open() {
             Ok((stream, rate)) => {
                 if let Err(e) = stream.play() {
-                    let _ = tx.send(Err(DeviceError::Backend(e.to_string())));
+                    let _ = tx.send(Err(AudioError::backend(e)));
                     return;
                 }
                 let _ = tx.send(Ok(rate));
@@ -149,9 +136,9 @@ where
                 let _ = tx.send(Err(e));
             }
         })
-        .map_err(|e| DeviceError::Backend(e.to_string()))?;
+        .map_err(AudioError::backend)?;
     rx.recv()
-        .map_err(|_| DeviceError::Backend("device thread died".into()))?
+        .map_err(|_| AudioError::backend("the audio device thread died"))?
 }
 
 /// A microphone (or any input device, e.g. a PulseAudio monitor).
@@ -170,8 +157,8 @@ impl CpalSource {
     /// Opens an input device by name (`None`: the default) and starts it.
     ///
     /// # Errors
-    /// [`DeviceError::NotFound`] or [`DeviceError::Backend`].
-    pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
+    /// [`AudioError::NotFound`] or [`AudioError::Backend`].
+    pub fn open(name: Option<&str>) -> Result<Self, AudioError> {
         let (producer, consumer) = rtrb::RingBuffer::<f32>::new(SAMPLE_RATE as usize);
         let health = Arc::new(DeviceHealth::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -182,7 +169,7 @@ impl CpalSource {
                 let dev = pick(&host, n.as_deref(), true)?;
                 let cfg = dev
                     .default_input_config()
-                    .map_err(|e| DeviceError::Backend(e.to_string()))?;
+                    .map_err(AudioError::backend)?;
                 let channels = cfg.channels() as usize;
                 let rate = cfg.sample_rate();
                 let mut producer = producer;
@@ -201,7 +188,7 @@ impl CpalSource {
                         move |_| h2.failed.store(true, Ordering::Relaxed),
                         None,
                     )
-                    .map_err(|e| DeviceError::Backend(e.to_string()))?;
+                    .map_err(AudioError::backend)?;
                 Ok((stream, rate))
             },
             stop.clone(),
@@ -211,7 +198,7 @@ impl CpalSource {
         } else {
             Some(
                 FftFixedOut::<f32>::new(rate as usize, SAMPLE_RATE as usize, FRAME, 2, 1)
-                    .map_err(|e| DeviceError::Backend(e.to_string()))?,
+                    .map_err(AudioError::backend)?,
             )
         };
         Ok(Self {
@@ -283,8 +270,8 @@ impl CpalSink {
     /// Opens an output device by name (`None`: the default) and starts it.
     ///
     /// # Errors
-    /// [`DeviceError::NotFound`] or [`DeviceError::Backend`].
-    pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
+    /// [`AudioError::NotFound`] or [`AudioError::Backend`].
+    pub fn open(name: Option<&str>) -> Result<Self, AudioError> {
         // 200 ms of headroom at up to 96 kHz.
         let (producer, consumer) = rtrb::RingBuffer::<f32>::new(96_000 / 5);
         let health = Arc::new(DeviceHealth::default());
@@ -296,7 +283,7 @@ impl CpalSink {
                 let dev = pick(&host, n.as_deref(), false)?;
                 let cfg = dev
                     .default_output_config()
-                    .map_err(|e| DeviceError::Backend(e.to_string()))?;
+                    .map_err(AudioError::backend)?;
                 let channels = cfg.channels() as usize;
                 let rate = cfg.sample_rate();
                 let mut consumer = consumer;
@@ -319,7 +306,7 @@ impl CpalSink {
                         move |_| h2.failed.store(true, Ordering::Relaxed),
                         None,
                     )
-                    .map_err(|e| DeviceError::Backend(e.to_string()))?;
+                    .map_err(AudioError::backend)?;
                 Ok((stream, rate))
             },
             stop.clone(),
@@ -329,7 +316,7 @@ impl CpalSink {
         } else {
             Some(
                 FftFixedIn::<f32>::new(SAMPLE_RATE as usize, rate as usize, FRAME, 2, 1)
-                    .map_err(|e| DeviceError::Backend(e.to_string()))?,
+                    .map_err(AudioError::backend)?,
             )
         };
         Ok(Self {

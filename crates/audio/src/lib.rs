@@ -27,13 +27,18 @@ use std::path::{Path, PathBuf};
 pub mod analysis;
 #[cfg(feature = "cpal")]
 pub mod device;
+#[cfg(feature = "cpal")]
+pub mod meter;
+#[cfg(feature = "ringer")]
+pub mod ringer;
+pub mod ringtone;
 
 /// Sample rate of every frame, in Hz.
 pub const SAMPLE_RATE: u32 = 48_000;
 /// Samples per 20 ms frame at 48 kHz.
 pub const FRAME: usize = 960;
 
-/// Errors of audio devices.
+/// Errors of the audio crate: files, sound cards, players.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AudioError {
@@ -54,6 +59,27 @@ pub enum AudioError {
         /// Why.
         reason: String,
     },
+    /// No such audio device, or no default one (e.g. `"no input device
+    /// `USB headset`"`). Retrying after plugging one in may help.
+    #[error("{0}")]
+    NotFound(String),
+    /// The sound system refused (device busy or gone, unsupported format,
+    /// the sound server not running). Retrying may help.
+    #[error("the sound system refused: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl AudioError {
+    /// Whether retrying the same operation later can succeed (a device
+    /// plugged in, the sound server back).
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::NotFound(_) | Self::Backend(_))
+    }
+
+    /// A sound-system error, keeping its source.
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Backend(e.into())
+    }
 }
 
 /// Where audio comes from.

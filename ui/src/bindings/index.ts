@@ -1,5 +1,5 @@
-// Generated from the Rust types by ts-rs (src-tauri/bindings.rs). Do not edit:
-// run `UPDATE_BINDINGS=1 cargo test -p softphone bindings` after changing them.
+// Generated from the Rust types by ts-rs (crates/app-model/src/bindings.rs). Do not edit:
+// run `UPDATE_BINDINGS=1 cargo test -p softphone-app-model bindings` after changing them.
 
 export type UserRef = { 
 /**
@@ -78,7 +78,7 @@ caller: UserRef,
  */
 callee: UserRef, 
 /**
- * Device id that answered, once answered.
+ * The endpoint id (`hello.device_id`) that answered, once answered.
  */
 answered_device: string | null, 
 /**
@@ -86,7 +86,7 @@ answered_device: string | null,
  */
 created_at_ms: number, 
 /**
- * First callee device ringing, ms since the Unix epoch.
+ * First callee endpoint ringing, ms since the Unix epoch.
  */
 ringing_at_ms: number | null, 
 /**
@@ -176,109 +176,6 @@ jitter_buffer_ms: number,
  */
 mos: number, };
 
-export type AuthRefusal = "wrong_credentials" | "token_expired" | "token_revoked";
-
-export type DisconnectReason = { "kind": "unauthorized", 
-/**
- * Expired or revoked.
- */
-refusal: AuthRefusal, } | { "kind": "replaced" } | { "kind": "bad_hello" } | { "kind": "shut_down" };
-
-export type EngineEvent = { "event": "registered", 
-/**
- * Who we are.
- */
-user: UserRef, 
-/**
- * Our tenant.
- */
-tenant: string, } | { "event": "dialing", 
-/**
- * The call.
- */
-call_id: string, 
-/**
- * Whom we called: the user name we dialled (the display name is
- * the user name until the directory says otherwise).
- */
-to: UserRef, } | { "event": "incoming", 
-/**
- * The call.
- */
-call_id: string, 
-/**
- * The caller.
- */
-from: UserRef, } | { "event": "call_state", 
-/**
- * The call.
- */
-call_id: string, 
-/**
- * Its new state.
- */
-state: CallState, } | { "event": "first_audio", 
-/**
- * The call.
- */
-call_id: string, } | { "event": "audio_device_lost", 
-/**
- * The call.
- */
-call_id: string, 
-/**
- * `true` for the input (microphone), `false` for the output.
- */
-input: boolean, 
-/**
- * What took its place.
- */
-replacement: string, } | { "event": "dtmf", 
-/**
- * The call.
- */
-call_id: string, 
-/**
- * `0-9 * # A-D`.
- */
-digit: string, } | { "event": "stats", 
-/**
- * The call.
- */
-call_id: string, 
-/**
- * The figures.
- */
-stats: MediaStats, } | { "event": "presence", 
-/**
- * Who.
- */
-user: UserRef, 
-/**
- * Their status.
- */
-status: Presence, } | { "event": "server_error", 
-/**
- * Machine-readable code.
- */
-code: ErrorCode, 
-/**
- * Detail.
- */
-message: string, 
-/**
- * The call it concerns, when it concerns one.
- */
-call_id: string | null, } | { "event": "reconnecting", 
-/**
- * What the transport said, for logs.
- */
-detail: string, } | { "event": "disconnected", 
-/**
- * Why.
- */
-reason: DisconnectReason, };
-
 export type SessionInfo = { 
 /**
  * Switchboard base URL, e.g. `http://127.0.0.1:8080`.
@@ -293,9 +190,9 @@ tenant: string,
  */
 user: UserRef, 
 /**
- * This app's device id at the switchboard.
+ * This installation's endpoint id at the switchboard.
  */
-device_id: string, };
+endpoint_id: string, };
 
 export type CallView = { 
 /**
@@ -307,9 +204,9 @@ call_id: string,
  */
 peer: UserRef, 
 /**
- * `true` when we dialed.
+ * Who placed it.
  */
-outgoing: boolean, 
+direction: CallDirection, 
 /**
  * Where the call stands.
  */
@@ -327,6 +224,22 @@ answered_at_ms: number | null,
  * Latest media statistics (every 2 s while up).
  */
 stats: MediaStats | null, };
+
+export type Calls = { 
+/**
+ * Every call in progress, oldest first.
+ */
+calls: Array<CallView>, 
+/**
+ * The incoming call that rings, if any (the incoming-call screen,
+ * Answer and Decline).
+ */
+ringing: string | null, 
+/**
+ * The call that is not ringing at us: ours, or one we answered (the
+ * call screen, Hang up, Mute, Hold).
+ */
+current: string | null, };
 
 export type HotkeyAction = "answer" | "hangup" | "mute" | "hold";
 
@@ -384,7 +297,8 @@ hold: string, };
 
 export type Settings = { 
 /**
- * Microphone (a name from [`Devices`]); `None`: the system default.
+ * Microphone (a name from [`AudioDevices`]); `None`: the system
+ * default.
  */
 input_device: string | null, 
 /**
@@ -421,11 +335,12 @@ start_minimised: boolean,
  */
 last_account: Account | null, 
 /**
- * This installation's device id at the switchboard (made once).
+ * This installation's endpoint id at the switchboard (made once;
+ * files of earlier versions call it `device_id`).
  */
-device_id: string, };
+endpoint_id: string, };
 
-export type Devices = { 
+export type AudioDevices = { 
 /**
  * Names of devices that can record.
  */
@@ -447,7 +362,7 @@ restoring: boolean,
 /**
  * Calls in progress.
  */
-calls: Array<CallView>, 
+calls: Calls, 
 /**
  * Missed calls since the agent last looked at the history.
  */
@@ -473,9 +388,9 @@ export type NoticeLevel = "info" | "warning" | "error";
 
 export type AppEvent = { "event": "calls", 
 /**
- * All of them.
+ * All of them, and which is which.
  */
-calls: Array<CallView>, } | { "event": "missed_calls", 
+calls: Calls, } | { "event": "missed_calls", 
 /**
  * Unseen missed calls.
  */
@@ -484,6 +399,14 @@ count: number, } | { "event": "session",
  * The session, or `None` after sign-out.
  */
 session: SessionInfo | null, } | { "event": "presence", 
+/**
+ * Now.
+ */
+status: Presence, } | { "event": "peer_presence", 
+/**
+ * Who.
+ */
+user: UserRef, 
 /**
  * Now.
  */
@@ -517,7 +440,7 @@ message: string, } | { "event": "settings",
  */
 settings: Settings, };
 
-export type ErrorKind = "unreachable" | "unauthorized" | "credentials" | "device" | "invalid_state" | "other";
+export type ErrorKind = "unreachable" | "unauthorized" | "credentials" | "audio_device" | "invalid_state" | "other";
 
 export type UiError = { 
 /**

@@ -1,6 +1,14 @@
 //! The ringtone: synthesised patterns played through rodio on the ringer
-//! device (often not the headset), on a thread of its own because an
-//! output stream may not cross threads.
+//! device (often not the headset, separately selectable from the call's
+//! output), on a thread of its own because an output stream may not cross
+//! threads.
+//!
+//! ```no_run
+//! use softphone_audio::{ringer::Ringer, ringtone::Ringtone};
+//! let ringer = Ringer::start();
+//! ringer.ring(None, Ringtone::Classic, 0.7); // until stopped
+//! ringer.stop();
+//! ```
 
 use std::num::NonZero;
 use std::sync::mpsc;
@@ -8,9 +16,9 @@ use std::sync::mpsc;
 use rodio::Source;
 use rodio::buffer::SamplesBuffer;
 
-use crate::bindings::Ringtone;
+use crate::AudioError;
+use crate::ringtone::{RATE, Ringtone, pattern};
 
-const RATE: u32 = 48_000;
 
 enum Cmd {
     Ring {
@@ -26,44 +34,6 @@ enum Cmd {
 /// Handle to the ringer thread.
 pub struct Ringer {
     tx: mpsc::Sender<Cmd>,
-}
-
-/// One cycle of a ringtone: mono samples at 48 kHz, peak 0.5.
-pub fn pattern(tone: Ringtone) -> Vec<f32> {
-    let mut out = Vec::new();
-    let mut push = |freqs: &[f32], ms: u32| {
-        let n = (RATE / 1000 * ms) as usize;
-        let fade = (RATE / 100) as usize; // 10 ms ramps: no clicks
-        for i in 0..n {
-            let t = i as f32 / RATE as f32;
-            let env = (i.min(n - 1 - i) as f32 / fade as f32).min(1.0);
-            let v: f32 = freqs
-                .iter()
-                .map(|f| (2.0 * std::f32::consts::PI * f * t).sin())
-                .sum::<f32>()
-                / freqs.len().max(1) as f32;
-            out.push(if freqs.is_empty() { 0.0 } else { 0.5 * env * v });
-        }
-    };
-    match tone {
-        Ringtone::Classic => {
-            push(&[440.0, 480.0], 2000);
-            push(&[], 4000);
-        }
-        Ringtone::Soft => {
-            push(&[660.0], 300);
-            push(&[880.0], 500);
-            push(&[], 2200);
-        }
-        Ringtone::Digital => {
-            for _ in 0..4 {
-                push(&[1000.0], 80);
-                push(&[], 70);
-            }
-            push(&[], 1400);
-        }
-    }
-    out
 }
 
 impl Ringer {
@@ -140,36 +110,12 @@ impl Ringer {
     }
 }
 
-fn open(device: Option<&str>) -> Result<rodio::MixerDeviceSink, String> {
-    let dev = softphone_audio::device::output_device(device).map_err(|e| e.to_string())?;
+fn open(device: Option<&str>) -> Result<rodio::MixerDeviceSink, AudioError> {
+    let dev = crate::device::output_device(device)?;
     let mut sink = rodio::DeviceSinkBuilder::from_device(dev)
-        .map_err(|e| e.to_string())?
+        .map_err(AudioError::backend)?
         .open_stream()
-        .map_err(|e| e.to_string())?;
+        .map_err(AudioError::backend)?;
     sink.log_on_drop(false);
     Ok(sink)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ringtones_have_their_cadence_and_frequencies() {
-        let classic = pattern(Ringtone::Classic);
-        assert_eq!(classic.len(), 6 * RATE as usize);
-        let on = &classic[..RATE as usize];
-        let off = &classic[3 * RATE as usize..4 * RATE as usize];
-        assert!(softphone_audio::analysis::rms_dbfs(on) > -15.0);
-        assert!(softphone_audio::analysis::rms_dbfs(off) < -90.0);
-        let digital = pattern(Ringtone::Digital);
-        let f = softphone_audio::analysis::dominant_frequency(
-            &digital[..3840],
-            48_000.0,
-            200.0,
-            2000.0,
-        );
-        assert!((f - 1000.0).abs() < 30.0, "{f}");
-        assert!(classic.iter().all(|s| s.abs() <= 0.5));
-    }
 }

@@ -1,13 +1,13 @@
-//! The live microphone level meter of the settings screen: reads the
-//! chosen input device on a thread and reports the loudest 20 ms frame of
+//! A live microphone level meter (the desktop app's settings screen): reads
+//! an input device on a thread and reports the loudest 20 ms frame of
 //! every 100 ms, in dBFS.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use softphone_audio::device::{CpalSource, DeviceError};
-use softphone_audio::{FRAME, Source};
+use crate::device::CpalSource;
+use crate::{AudioError, FRAME, Source};
 
 /// A running meter; dropping it stops the thread and closes the device.
 pub struct Meter {
@@ -23,7 +23,7 @@ impl Meter {
     pub fn start(
         device: Option<&str>,
         report: impl Fn(f64) + Send + 'static,
-    ) -> Result<Self, DeviceError> {
+    ) -> Result<Self, AudioError> {
         let mut source = CpalSource::open(device)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -36,7 +36,7 @@ impl Meter {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(20));
                     source.read_frame(&mut frame);
-                    peak = peak.max(softphone_audio::analysis::rms_dbfs(&frame).max(-100.0));
+                    peak = peak.max(crate::analysis::rms_dbfs(&frame).max(-100.0));
                     n += 1;
                     if n == 5 {
                         report(peak);
@@ -45,7 +45,7 @@ impl Meter {
                     }
                 }
             })
-            .map_err(|e| DeviceError::Backend(e.to_string()))?;
+            .map_err(AudioError::backend)?;
         Ok(Self { stop })
     }
 }
