@@ -471,3 +471,38 @@ async fn switching_the_input_mid_call_keeps_the_call() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_sent_the_moment_the_call_turns_active_arrives_whole() {
+    let _serial = softphone_e2e::ONE_CALL_AT_A_TIME.lock().await;
+    let srv = Server::start().await;
+    let (alice, mut a_ev, _) = srv.engine("alice", "a").await;
+    let (bob, mut b_ev, _) = srv.engine("bob", "b").await;
+    let silence = || CallAudio {
+        source: Box::new(softphone_audio::Silence),
+        sink: Box::new(softphone_audio::NullSink),
+    };
+    let call = alice.dial("bob", silence()).await.unwrap();
+    b_ev.wait("incoming", |ev| {
+        matches!(ev, EngineEvent::Incoming { .. }).then_some(())
+    })
+    .await;
+    bob.answer(&call, silence()).await.unwrap();
+    // The caller sends at once, before the callee may have finished its own
+    // DTLS handshake: the engine holds the digits until the far end is up.
+    a_ev.wait("active", state_of(&call, CallState::Active))
+        .await;
+    alice.send_dtmf(&call, "159#").await.unwrap();
+    let mut digits = String::new();
+    while digits.len() < 4 {
+        digits.push(
+            b_ev.wait("DTMF digit", |ev| match ev {
+                EngineEvent::Dtmf { digit, .. } => Some(*digit),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    assert_eq!(digits, "159#");
+    alice.hangup(&call);
+}

@@ -117,6 +117,47 @@ impl Events {
         .await
         .unwrap_or_else(|_| panic!("no {what} within 10 s"))
     }
+
+    /// Collects what `pick` accepts (10 s at most) up to and including the
+    /// first item `last` says ends the sequence.
+    pub async fn collect_until<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&EngineEvent) -> Option<T>,
+        last: impl Fn(&T) -> bool,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        loop {
+            let t = self.wait(what, &mut pick).await;
+            let done = last(&t);
+            out.push(t);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+/// A binary of the workspace (`phonectl`, `switchboard`), built next to
+/// this test binary (`cargo xtask test` builds them first; a lone `cargo
+/// test` builds them here).
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir");
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "-p", "switchboard", "-p", "phonectl"])
+            .status()
+            .expect("cargo build")
+            .success();
+        assert!(ok, "building the binaries failed");
+    }
+    path
 }
 
 /// A sink that keeps everything it hears.
@@ -223,18 +264,13 @@ impl Server {
         user: &str,
         device: &str,
     ) -> (Engine, Events, String) {
-        let login = softphone_engine::login(&self.base, "acme", user, PW)
+        let login = softphone_engine::api::Api::login(&self.base, "acme", user, PW)
             .await
             .expect("login");
-        let (engine, rx) = Engine::connect(EngineConfig {
-            server: via.to_string(),
-            token: login.token.clone(),
-            device_id: device.into(),
-            device_name: format!("{user}'s test device"),
-            media,
-        })
-        .await
-        .expect("connect");
+        let mut config = EngineConfig::new(via, &login.token, device);
+        config.endpoint_name = format!("{user}'s test endpoint");
+        config.media = media;
+        let (engine, rx) = Engine::connect(config).await.expect("connect");
         (engine, Events(rx), login.token)
     }
 }
