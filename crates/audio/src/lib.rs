@@ -200,9 +200,9 @@ impl WavSource {
         let samples = if spec.sample_rate == SAMPLE_RATE {
             mono
         } else {
-            resample(&mono, spec.sample_rate, SAMPLE_RATE).map_err(|reason| AudioError::Format {
+            resample(&mono, spec.sample_rate, SAMPLE_RATE).map_err(|e| AudioError::Format {
                 path: path.to_path_buf(),
-                reason,
+                reason: format!("cannot resample from {} Hz: {e}", spec.sample_rate),
             })?
         };
         Ok(Self {
@@ -244,30 +244,31 @@ impl Source for WavSource {
 /// Resamples mono audio with rubato's FFT resampler.
 ///
 /// # Errors
-/// The resampler's message when it refuses the rates.
-pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, String> {
+/// [`AudioError::Backend`] with the resampler's error when it refuses the
+/// rates.
+pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, AudioError> {
     use rubato::{FftFixedIn, Resampler};
     let chunk = 1024;
     let mut r = FftFixedIn::<f32>::new(from_hz as usize, to_hz as usize, chunk, 2, 1)
-        .map_err(|e| e.to_string())?;
+        .map_err(AudioError::backend)?;
     let mut out = Vec::with_capacity(input.len() * to_hz as usize / from_hz as usize + chunk);
     let mut pos = 0;
     while pos + chunk <= input.len() {
         let o = r
             .process(&[&input[pos..pos + chunk]], None)
-            .map_err(|e| e.to_string())?;
+            .map_err(AudioError::backend)?;
         out.extend_from_slice(&o[0]);
         pos += chunk;
     }
     if pos < input.len() {
         let o = r
             .process_partial(Some(&[&input[pos..]]), None)
-            .map_err(|e| e.to_string())?;
+            .map_err(AudioError::backend)?;
         out.extend_from_slice(&o[0]);
     }
     let o = r
         .process_partial::<&[f32]>(None, None)
-        .map_err(|e| e.to_string())?;
+        .map_err(AudioError::backend)?;
     out.extend_from_slice(&o[0]);
     // Drop the resampler's delay so the output lines up with the input.
     let delay = r.output_delay().min(out.len());
