@@ -175,7 +175,15 @@ fn two_phonectl_processes_call_through_a_switchboard_process() {
         .filter(|e| e["event"] == "call_state")
         .filter_map(|e| e["state"]["state"].as_str())
         .collect();
-    assert_eq!(states.first(), Some(&"dialing"), "{text}");
+    // A call starts with one `dialing` event naming the peer; every later
+    // change is a `call_state`.
+    let first = events
+        .iter()
+        .find(|e| e["call_id"].is_string())
+        .expect("a call event");
+    assert_eq!(first["event"], "dialing", "{text}");
+    assert_eq!(first["to"]["user"], "bob", "{text}");
+    assert_eq!(states.first(), Some(&"ringing"), "{text}");
     assert!(states.contains(&"active"), "{text}");
     assert_eq!(states.last(), Some(&"ended"), "{text}");
     let last = events
