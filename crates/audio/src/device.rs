@@ -49,10 +49,7 @@ pub fn list() -> Result<Vec<DeviceInfo>, AudioError> {
     let def_in = host.default_input_device().map(|d| device_name(&d));
     let def_out = host.default_output_device().map(|d| device_name(&d));
     let mut out = Vec::new();
-    for d in host
-        .devices()
-        .map_err(AudioError::backend)?
-    {
+    for d in host.devices().map_err(AudioError::backend)? {
         let name = device_name(&d);
         let input = d.default_input_config().is_ok();
         let output = d.default_output_config().is_ok();
@@ -167,9 +164,7 @@ impl CpalSource {
             move || {
                 let host = cpal::default_host();
                 let dev = pick(&host, n.as_deref(), true)?;
-                let cfg = dev
-                    .default_input_config()
-                    .map_err(AudioError::backend)?;
+                let cfg = dev.default_input_config().map_err(AudioError::backend)?;
                 let channels = cfg.channels() as usize;
                 let rate = cfg.sample_rate();
                 let mut producer = producer;
@@ -281,9 +276,7 @@ impl CpalSink {
             move || {
                 let host = cpal::default_host();
                 let dev = pick(&host, n.as_deref(), false)?;
-                let cfg = dev
-                    .default_output_config()
-                    .map_err(AudioError::backend)?;
+                let cfg = dev.default_output_config().map_err(AudioError::backend)?;
                 let channels = cfg.channels() as usize;
                 let rate = cfg.sample_rate();
                 let mut consumer = consumer;

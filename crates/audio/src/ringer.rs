@@ -19,7 +19,6 @@ use rodio::buffer::SamplesBuffer;
 use crate::AudioError;
 use crate::ringtone::{RATE, Ringtone, pattern};
 
-
 enum Cmd {
     Ring {
         device: Option<String>,

@@ -69,12 +69,7 @@ mod tests {
         assert!(crate::analysis::rms_dbfs(on) > -15.0);
         assert!(crate::analysis::rms_dbfs(off) < -90.0);
         let digital = pattern(Ringtone::Digital);
-        let f = crate::analysis::dominant_frequency(
-            &digital[..3840],
-            48_000.0,
-            200.0,
-            2000.0,
-        );
+        let f = crate::analysis::dominant_frequency(&digital[..3840], 48_000.0, 200.0, 2000.0);
         assert!((f - 1000.0).abs() < 30.0, "{f}");
         assert!(classic.iter().all(|s| s.abs() <= 0.5));
     }
