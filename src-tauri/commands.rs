@@ -5,8 +5,12 @@ use softphone_app_model::{AudioDevices, HotkeyStatus, SessionInfo, Settings, Sna
 use softphone_protocol::{CallRecord, DirectoryEntry, Presence};
 use std::sync::Arc;
 
+use softphone_app_model::ErrorKind;
 use softphone_app_runtime::Runtime;
 use tauri::{AppHandle, State};
+use tauri_plugin_autostart::ManagerExt;
+
+use crate::hotkeys;
 
 type R<T> = Result<T, UiError>;
 type Shell<'a> = State<'a, Arc<Runtime>>;
@@ -106,7 +110,7 @@ pub fn missed_seen(shell: Shell<'_>) {
 pub async fn devices() -> R<AudioDevices> {
     tauri::async_runtime::spawn_blocking(softphone_app_runtime::audio_devices)
         .await
-        .map_err(|e| UiError::new(softphone_app_model::ErrorKind::Other, e.to_string()))?
+        .map_err(|e| UiError::new(ErrorKind::Other, e.to_string()))?
 }
 
 /// Switches a call's audio devices mid-call (`None`: leave as is).
@@ -120,10 +124,25 @@ pub async fn set_call_devices(
     shell.set_call_devices(&call_id, input, output).await
 }
 
-/// Saves the settings; re-registers the hotkeys and the login item.
+/// Saves the settings; re-registers the hotkeys and turns start-at-login
+/// on or off.
 #[tauri::command]
-pub fn save_settings(app: AppHandle, settings: Settings) -> R<Vec<HotkeyStatus>> {
-    crate::apply_settings(&app, settings)
+pub fn save_settings(app: AppHandle, shell: Shell<'_>, settings: Settings) -> R<Vec<HotkeyStatus>> {
+    let autostart_before = shell.settings().start_at_login;
+    shell.update(|m| m.set_settings(settings));
+    let now = shell.settings();
+    if now.start_at_login != autostart_before {
+        let al = app.autolaunch();
+        let r = if now.start_at_login {
+            al.enable()
+        } else {
+            al.disable()
+        };
+        r.map_err(|e| UiError::new(ErrorKind::Other, format!("Start at login: {e}")))?;
+    }
+    let status = hotkeys::register(&app, &now.hotkeys);
+    shell.update(|m| m.set_hotkeys(status.clone()));
+    Ok(status)
 }
 
 /// Plays one cycle of the ringtone on the ringer device.

@@ -20,12 +20,10 @@ pub mod tray;
 
 use std::sync::Arc;
 
-use softphone_app_model::{
-    AppEvent, ErrorKind, HotkeyAction, HotkeyStatus, NoticeLevel, Settings, UiError, tel_number,
-};
+use softphone_app_model::{AppEvent, HotkeyAction, NoticeLevel, tel_number};
 use softphone_engine::credentials::TokenStore;
 use tauri::{AppHandle, Manager, RunEvent, WindowEvent};
-use tauri_plugin_autostart::{MacosLauncher, ManagerExt};
+use tauri_plugin_autostart::MacosLauncher;
 use tauri_plugin_deep_link::DeepLinkExt;
 
 use softphone_app_runtime::Runtime;
@@ -68,30 +66,6 @@ fn on_menu(app: &AppHandle, action: MenuAction) {
         MenuAction::Call(a) => on_call_action(app, a),
         MenuAction::Quit => app.exit(0),
     }
-}
-
-/// Stores settings, re-registers hotkeys, and turns start-at-login on or
-/// off.
-///
-/// # Errors
-/// The login item cannot be changed.
-pub fn apply_settings(app: &AppHandle, settings: Settings) -> Result<Vec<HotkeyStatus>, UiError> {
-    let shell = runtime(app);
-    let autostart_before = shell.settings().start_at_login;
-    shell.update(|m| m.set_settings(settings));
-    let now = shell.settings();
-    if now.start_at_login != autostart_before {
-        let al = app.autolaunch();
-        let r = if now.start_at_login {
-            al.enable()
-        } else {
-            al.disable()
-        };
-        r.map_err(|e| UiError::new(ErrorKind::Other, format!("Start at login: {e}")))?;
-    }
-    let status = hotkeys::register(app, &now.hotkeys);
-    shell.update(|m| m.set_hotkeys(status.clone()));
-    Ok(status)
 }
 
 fn dial_link(app: &AppHandle, number: String) {
