@@ -499,8 +499,17 @@ fn test() -> Result<bool> {
             "cargo build",
         )
     })?;
+    // Every test binary runs even when one fails, so the summary counts
+    // every test and a failure does not hide the ones after it.
     step("rust-tests", &mut || {
-        cargo_test(&["test", "--workspace", "--", "--skip", DESKTOP_TEST])
+        cargo_test(&[
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+            "--",
+            "--skip",
+            DESKTOP_TEST,
+        ])
     })?;
     step("desktop-e2e", &mut || {
         cargo_test(&["test", "--workspace", "--test", "desktop"])
