@@ -27,17 +27,7 @@ pub fn target_dir() -> PathBuf {
 
 /// `phonectl`, built next to this test (the xtask builds it first).
 pub fn phonectl() -> PathBuf {
-    let path = target_dir().join("phonectl");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "phonectl"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building phonectl failed");
-    }
-    path
+    softphone_e2e::binary("phonectl")
 }
 
 /// Starts Xvfb on a free display number; returns it and the display name.

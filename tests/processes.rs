@@ -2,7 +2,7 @@
 //! and two `phonectl` processes making a real call, files in and out.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -18,25 +18,8 @@ impl Drop for Proc {
     }
 }
 
-/// The directory of the workspace's binaries (next to this test's `deps/`).
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "switchboard", "-p", "phonectl"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building the binaries failed");
-    }
-    path
-}
-
 fn admin(data: &Path, args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new(bin("switchboard"))
+    let mut child = Command::new(softphone_e2e::binary("switchboard"))
         .arg("--data-dir")
         .arg(data)
         .args(args)
@@ -81,7 +64,7 @@ fn start_server(dir: &Path) -> (Proc, String) {
             Some("password-123"),
         );
     }
-    let mut server = Command::new(bin("switchboard"))
+    let mut server = Command::new(softphone_e2e::binary("switchboard"))
         .arg("--data-dir")
         .arg(&data)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -98,7 +81,7 @@ fn start_server(dir: &Path) -> (Proc, String) {
 }
 
 fn phonectl(base: &str, user: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(bin("phonectl"));
+    let mut c = Command::new(softphone_e2e::binary("phonectl"));
     c.args([
         "--server",
         base,
@@ -251,7 +234,7 @@ fn phonectl_keeps_its_token_in_the_os_keyring() {
     assert_eq!(store.load(&account).expect("secret service"), None);
 
     let cmd = |args: &[&str]| {
-        let mut c = Command::new(bin("phonectl"));
+        let mut c = Command::new(softphone_e2e::binary("phonectl"));
         c.args(["--server", &base, "--tenant", "acme", "--user", "alice"])
             .args(args)
             .env_remove("PHONECTL_PASSWORD");

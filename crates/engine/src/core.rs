@@ -460,6 +460,20 @@ impl EngineCore {
         self.end(call_id, reason.end_reason(), out);
     }
 
+    /// `reply` back when `call_id` is established; otherwise it is answered
+    /// with why not (unknown call, not established yet).
+    fn established(&self, call_id: &str, reply: Reply<()>) -> Option<Reply<()>> {
+        let why = match self.calls.get(call_id) {
+            None => EngineError::UnknownCall(call_id.to_string()),
+            Some(c) if !c.state.is_established() => {
+                EngineError::InvalidState("the call is not established".into())
+            }
+            Some(_) => return Some(reply),
+        };
+        let _ = reply.send(Err(why));
+        None
+    }
+
     /// A command from the handle, at `now_ms` (ms since the Unix epoch).
     pub fn command(&mut self, cmd: Command, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
@@ -559,35 +573,23 @@ impl EngineCore {
                 call_id,
                 hold,
                 reply,
-            } => match self.calls.get(&call_id) {
-                None => {
-                    let _ = reply.send(Err(EngineError::UnknownCall(call_id)));
+            } => {
+                if let Some(reply) = self.established(&call_id, reply) {
+                    self.media(&call_id, MediaOp::Hold { hold, reply }, &mut out);
                 }
-                Some(c) if !c.state.is_established() => {
-                    let _ = reply.send(Err(EngineError::InvalidState(
-                        "the call is not established".into(),
-                    )));
-                }
-                Some(_) => self.media(&call_id, MediaOp::Hold { hold, reply }, &mut out),
-            },
+            }
             Command::Dtmf {
                 call_id,
                 digits,
                 reply,
-            } => match self.calls.get(&call_id) {
-                None => {
-                    let _ = reply.send(Err(EngineError::UnknownCall(call_id)));
+            } => {
+                if let Some(reply) = self.established(&call_id, reply) {
+                    out.push(Action::Session {
+                        call_id,
+                        op: SessionOp::Dtmf { digits, reply },
+                    });
                 }
-                Some(c) if !c.state.is_established() => {
-                    let _ = reply.send(Err(EngineError::InvalidState(
-                        "the call is not established".into(),
-                    )));
-                }
-                Some(_) => out.push(Action::Session {
-                    call_id,
-                    op: SessionOp::Dtmf { digits, reply },
-                }),
-            },
+            }
             Command::Devices {
                 call_id,
                 source,
