@@ -364,7 +364,13 @@ pub fn inside_pulseaudio(test_name: &str) -> bool {
         .args(["--exact", test_name, "--nocapture"])
         .env("SOFTPHONE_TEST_IN_PULSE", "1")
         .env("XDG_RUNTIME_DIR", runtime.path())
-        .env("PULSE_SERVER", format!("unix:{}", socket.display()));
+        .env("PULSE_SERVER", format!("unix:{}", socket.display()))
+        // The daemon's cookie (it writes one under its HOME). Without it
+        // cpal's native PulseAudio client sends an empty cookie, the daemon
+        // kicks it ("protocol error"), and cpal falls back to its ALSA host
+        // through ALSA's pulse plugin: the tests would not run the host the
+        // app uses on a desktop.
+        .env("PULSE_COOKIE", runtime.path().join(".config/pulse/cookie"));
     let status = run_nested(&mut status);
     // Stopped (SIGTERM, then SIGKILL) before its runtime directory goes.
     drop(daemon);
