@@ -111,8 +111,18 @@ impl Ringer {
 
 fn open(device: Option<&str>) -> Result<rodio::MixerDeviceSink, AudioError> {
     let dev = crate::device::output_device(device)?;
+    // rodio's default prints every stream error to stderr; a backend in a
+    // bad state reports one per period (about 100 a second). One warning per
+    // ring says the same.
+    let mut reported = false;
     let mut sink = rodio::DeviceSinkBuilder::from_device(dev)
         .map_err(AudioError::backend)?
+        .with_error_callback(move |e| {
+            if !reported {
+                reported = true;
+                tracing::warn!(error = %e, "ringer stream error (further ones this ring not logged)");
+            }
+        })
         .open_stream()
         .map_err(AudioError::backend)?;
     sink.log_on_drop(false);
