@@ -19,5 +19,18 @@ fn main() {
             std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
         }
     }
+    // The UI is a few kB of script that reacts to clicks and events; the
+    // JavaScriptCore interpreter runs it without a visible delay, and with
+    // its JIT compilers off the web process maps about 6 MB less (PSS, see
+    // docs/benchmarks.md, "Desktop app memory"). An explicit JSC_useJIT
+    // (e.g. `JSC_useJIT=1`) keeps the JIT.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("JSC_useJIT").is_none() {
+        // SAFETY: as above, still a single thread.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("JSC_useJIT", "0");
+        }
+    }
     softphone_app::run();
 }
