@@ -112,6 +112,11 @@ impl Peer {
         self._proc.id()
     }
 
+    /// Every line phonectl printed so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+
     pub fn saw(&self, needle: &str) -> bool {
         self.lines
             .lock()
