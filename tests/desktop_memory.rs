@@ -240,28 +240,15 @@ async fn until_no_call(d: &Driver) {
     .await;
 }
 
-/// Waits up to 20 s for the app to ring for call `n`; if it does not, fails
-/// with what the caller's phonectl printed (its engine events).
+/// Waits for the app to ring for call `n`; if it does not, fails with
+/// what the caller's phonectl printed (its engine events).
 async fn until_ringing(d: &Driver, peer: &Peer, n: usize) {
-    let started = Instant::now();
-    loop {
-        let shown = d
-            .js("const i = document.querySelector('#incoming'); return !!i && !i.hidden")
-            .await;
-        if shown == serde_json::Value::Bool(true) {
-            return;
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            let page = d
-                .js("return document.getElementById('app').innerText")
-                .await;
-            panic!(
-                "call {n}: the app did not ring within 20 s; caller's events: {:?}; page: {page}",
-                peer.lines()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    d.until_explained(
+        &format!("ringing for call {n}"),
+        "const i = document.querySelector('#incoming'); return !!i && !i.hidden",
+        || format!("caller's events: {:?}", peer.lines()),
+    )
+    .await;
 }
 
 async fn run(opts: Opts) {

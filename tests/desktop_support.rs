@@ -225,6 +225,17 @@ impl Driver {
 
     /// Waits until the script returns a truthy value (20 s at most).
     pub async fn until(&self, what: &str, script: &str) -> Value {
+        self.until_explained(what, script, String::new).await
+    }
+
+    /// [`Driver::until`], and on a timeout the failure also says what
+    /// `context` returns (e.g. what a peer printed).
+    pub async fn until_explained(
+        &self,
+        what: &str,
+        script: &str,
+        context: impl Fn() -> String,
+    ) -> Value {
         let t = Instant::now();
         loop {
             let v = self.js(script).await;
@@ -241,7 +252,10 @@ impl Driver {
                 let page = self
                     .js("return document.getElementById('app').innerText")
                     .await;
-                panic!("desktop app: no {what} within 20 s; got {v}; page: {page}");
+                panic!(
+                    "desktop app: no {what} within 20 s; got {v}; page: {page}; {}",
+                    context()
+                );
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
