@@ -350,11 +350,7 @@ fn setup_tools(test_tools: bool) -> Result<()> {
         }
     }
     if test_tools {
-        cargo_install(
-            ("tauri-driver", &[]),
-            &["--version", "^2", "tauri-driver"],
-            "WebDriver for the desktop app",
-        )?;
+        install_tauri_driver()?;
         cargo_install(
             ("cargo", &["deny"]),
             &["cargo-deny"],
@@ -362,6 +358,16 @@ fn setup_tools(test_tools: bool) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `tauri-driver` from crates.io, unless it runs: WebDriver for the desktop
+/// app's end-to-end tests and memory bench.
+fn install_tauri_driver() -> Result<()> {
+    cargo_install(
+        ("tauri-driver", &[]),
+        &["--version", "^2", "tauri-driver"],
+        "WebDriver for the desktop app",
+    )
 }
 
 /// Installs the UI's npm packages when missing or out of date, then
@@ -706,7 +712,13 @@ fn count(s: &str, label: &str) -> u64 {
 fn bench(which: Bench, args: &[String]) -> Result<()> {
     let (package, target) = which.target();
     let name = which.name();
+    // A bench on a fresh machine installs what it runs on, as the demo and
+    // the tests do: the system packages, and for the desktop bench Node.js
+    // (the UI's build) and tauri-driver.
+    setup()?;
     if which == Bench::Desktop {
+        setup_tools(false)?;
+        install_tauri_driver()?;
         ui_build()?;
     }
     if which != Bench::Signaling {
