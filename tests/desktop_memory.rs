@@ -343,6 +343,21 @@ async fn run(opts: Opts) {
         peer.wait_for("completed", 30).await;
         until_no_call(&d).await;
         eprintln!("desktop_memory: call {} of {} done", n + 1, opts.calls);
+        // One snapshot every 5 calls: a leak grows with every call, memory
+        // that allocators keep for reuse levels off.
+        if (n + 1) % 5 == 0 {
+            let mut m = Moment::default();
+            snapshot(&app, None, &mut m);
+            let shell = m.by_role.get("shell").and_then(|v| v.first()).copied();
+            println!(
+                "{:<44} {:>10.1} {:>10.1}   (shell PSS {:.1}, anon {:.1})",
+                format!("after {} calls: app total, one sample", n + 1),
+                m.total[0].rss as f64 / 1024.0,
+                m.total[0].pss as f64 / 1024.0,
+                shell.map_or(0.0, |s| s.pss as f64 / 1024.0),
+                shell.map_or(0.0, |s| s.pss_anon as f64 / 1024.0),
+            );
+        }
     }
     let calls_secs = calls_started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
