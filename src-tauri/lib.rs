@@ -8,13 +8,15 @@
 //!   [`softphone_app_runtime::Runtime`] (the app without its window);
 //! - [`surface`]: what the runtime shows through Tauri (events to the UI,
 //!   notifications, the tray);
-//! - [`tray`], [`hotkeys`]: the OS surfaces, drawn from the model.
+//! - [`tray`], [`hotkeys`]: the OS surfaces, drawn from the model;
+//! - [`memory`]: the heap over a day of calls.
 //!
 //! Command line: `softphone [--minimised] [tel:NUMBER]`. A second launch
 //! focuses the first (and hands it the `tel:` number).
 
 pub mod commands;
 pub mod hotkeys;
+pub mod memory;
 pub mod surface;
 pub mod tray;
 
@@ -133,7 +135,7 @@ pub fn run() {
             } else {
                 TokenStore::Keyring
             };
-            let surface = Arc::new(surface::TauriSurface(handle.clone()));
+            let surface = Arc::new(surface::TauriSurface::new(handle.clone()));
             app.manage(Runtime::new(config_dir, tokens, surface));
             hotkeys::init(&handle);
             if let Err(e) = tray::create(&handle, on_menu) {
