@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { call, current, ringing, screen, snapshot, start, type Harness } from "./test-util";
 
 let h: Harness | undefined;
@@ -200,6 +200,25 @@ describe("history", () => {
     (items[1].querySelector(".callback") as HTMLElement).click();
     await h.flush();
     expect(h.calls.find((c) => c.cmd === "dial")?.args).toEqual({ to: "alice" });
+  });
+
+  it("is not rebuilt by the clock while the window idles; the call timer ticks", async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "Date"] });
+    try {
+      h = await start(snapshot(), { history: () => [rec("c-1", {})] });
+      await h.click("#tab-history");
+      const before = h.$$(".history-item")[0];
+      expect(before).toBeDefined();
+      vi.advanceTimersByTime(5_000);
+      expect(h.$$(".history-item")[0]).toBe(before);
+
+      await h.app_event({ event: "calls", calls: current(call({ state: { state: "active" }, answered_at_ms: Date.now() })) });
+      expect(h.$("#call-timer").textContent).toBe("00:00");
+      vi.advanceTimersByTime(3_000);
+      expect(h.$("#call-timer").textContent).toBe("00:03");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -46,7 +46,12 @@ export class App implements AppApi {
     const snap = await this.backend.snapshot();
     this.set((s) => fromSnapshot(s, snap));
     document.addEventListener("keydown", this.keyHandler);
-    this.timer = setInterval(() => this.render(), 1000);
+    // The clock only shows on the call screen (its timer); ticking other
+    // screens would rebuild lists every second for nothing, garbage that
+    // an idle window would pile up between collections.
+    this.timer = setInterval(() => {
+      if (this.screen() === "call") this.render();
+    }, 1000);
   }
 
   stop(): void {
