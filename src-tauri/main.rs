@@ -32,7 +32,10 @@ fn linux_defaults() {
             // compositing off never enters, and falls back if it cannot).
             ("GDK_GL", "disable"),
             ("WEBKIT_DISABLE_DMABUF_RENDERER", "1"),
-            ("WEBKIT_WEB_RENDER_DEVICE_FILE", "/nonexistent-softphone-no-gpu"),
+            (
+                "WEBKIT_WEB_RENDER_DEVICE_FILE",
+                "/nonexistent-softphone-no-gpu",
+            ),
         ]);
     }
     // The UI is a few kB of script that reacts to clicks and events; the

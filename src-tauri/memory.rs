@@ -1,10 +1,10 @@
 //! The shell's heap over a day of calls. Each call runs a media worker and
 //! WebRTC's threads; glibc's allocator gives every thread that allocates an
 //! arena of its own (up to 8 per core) and keeps what those threads free
-//! for reuse, so 20 calls left the idle shell about 27 MB bigger, growth
-//! that levelled off but never came back (docs/benchmarks.md, "Desktop app
-//! memory"). Two arenas serve a softphone's handful of busy threads, and
-//! when a call ends the freed pages go back to the OS.
+//! for reuse, so 20 calls left the idle shell with about 26 MB more heap,
+//! growth that levelled off but never came back (docs/benchmarks.md,
+//! "Desktop app memory"). Two arenas serve a softphone's handful of busy
+//! threads, and when a call ends the freed pages go back to the OS.
 //!
 //! Only on Linux with glibc; elsewhere both are no-ops.
 
