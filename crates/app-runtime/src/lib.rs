@@ -404,8 +404,9 @@ impl Runtime {
         Ok(info)
     }
 
-    /// Signs out: revokes the token on the server (best effort), deletes
-    /// it from the keyring, stops signaling.
+    /// Signs out: stops signaling, deletes the token from the keyring, then
+    /// shows the sign-in form and revokes the token on the server (best
+    /// effort: a server that cannot be reached only logs a warning).
     ///
     /// # Errors
     /// When the keyring refuses to delete.
@@ -414,20 +415,27 @@ impl Runtime {
             let mut st = self.lock();
             (st.live.take(), st.model.account().map(str::to_string))
         };
-        self.update(Model::signed_out);
-        if let Some(live) = live {
+        if let Some(live) = &live {
             live.engine.shutdown();
-            if let Err(e) = live.api.logout().await {
-                tracing::warn!(error = %e, "logout on the server failed");
-            }
         }
-        match account {
-            Some(key) => {
+        // The keyring forgets the token before the form shows: once the
+        // agent sees "signed out", the next start cannot sign in silently,
+        // even if the app is killed while the server is told.
+        let forgotten: R<()> = async {
+            if let Some(key) = account {
                 let tokens = self.tokens.clone();
-                Ok(blocking(move || tokens.delete(&key)).await??)
+                blocking(move || tokens.delete(&key)).await??;
             }
-            None => Ok(()),
+            Ok(())
         }
+        .await;
+        self.update(Model::signed_out);
+        if let Some(live) = live
+            && let Err(e) = live.api.logout().await
+        {
+            tracing::warn!(error = %e, "logout on the server failed");
+        }
+        forgotten
     }
 
     async fn call_audio(&self) -> R<CallAudio> {
