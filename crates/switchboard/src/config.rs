@@ -75,6 +75,12 @@ pub struct Config {
     /// tests shorten it.
     #[serde(skip)]
     pub hello_timeout: Duration,
+    /// How often sockets are checked against the store for a login that
+    /// ended elsewhere (logout on another node, a user disabled by the admin
+    /// CLI): such sockets close with 4001 within this period. Default 5 s;
+    /// not an operator setting, tests shorten it.
+    #[serde(skip)]
+    pub login_sweep: Duration,
     /// STUN URLs handed to clients, e.g. `stun:stun.example.org:3478`.
     pub stun_urls: Vec<String>,
     /// TURN URLs, e.g. `turn:turn.example.org:3478?transport=udp`.
@@ -95,6 +101,11 @@ pub struct Config {
     /// Take the client IP from `X-Forwarded-For` (only behind a reverse
     /// proxy that sets it). Default off.
     pub trust_forwarded_for: bool,
+    /// Bearer token that `GET /v1/metrics` requires (`Authorization: Bearer
+    /// …`, Prometheus `authorization.credentials`). Without it the metrics
+    /// are not served at all (401), so they are never open to the world.
+    /// At least 16 characters.
+    pub metrics_token: Option<String>,
 }
 
 /// A duration given in whole seconds.
@@ -121,6 +132,7 @@ impl Config {
             reconnect_grace: Duration::from_secs(30),
             heartbeat: Duration::from_secs(20),
             hello_timeout: Duration::from_secs(10),
+            login_sweep: Duration::from_secs(5),
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,
@@ -129,6 +141,7 @@ impl Config {
             login_per_ip_per_min: 60,
             frames_per_sec: 50,
             trust_forwarded_for: false,
+            metrics_token: None,
         }
     }
 
@@ -165,6 +178,7 @@ impl Config {
             ("ring_timeout", self.ring_timeout),
             ("heartbeat", self.heartbeat),
             ("hello_timeout", self.hello_timeout),
+            ("login_sweep", self.login_sweep),
             ("turn_ttl", self.turn_ttl),
         ];
         for (name, d) in positive {
@@ -180,6 +194,11 @@ impl Config {
         }
         if !self.turn_urls.is_empty() && self.turn_secret.is_none() {
             return Err(Error::Config("turn_urls need turn_secret".into()));
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(Error::Config(
+                "metrics_token must be at least 16 characters".into(),
+            ));
         }
         for u in &self.stun_urls {
             if !u.starts_with("stun:") && !u.starts_with("stuns:") {

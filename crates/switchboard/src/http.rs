@@ -108,7 +108,8 @@ impl LoginLimits {
             ErrorCode::RateLimited,
             "too many login attempts; wait and retry",
         );
-        e.retry_after_s = Some(wait.as_secs().max(1));
+        // Round up: a client that waits exactly this long must get through.
+        e.retry_after_s = Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
         Err(e)
     }
 
@@ -136,9 +137,59 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
-        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(cors())
         .with_state(shared)
+}
+
+/// Request bodies above this are refused with 413 `frame_too_large`.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// Gives the errors that axum and its extractors answer by themselves
+/// (405 wrong method, 413 body too large, 415, 400/426 on a bad WebSocket
+/// upgrade) the same `{ "code", "message" }` JSON body as every other error,
+/// keeping their status and headers (`Allow`, `Retry-After`). Answers that
+/// already are JSON pass unchanged.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let said = axum::body::to_bytes(body, 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::NotFound,
+            "this route does not take that method (see Allow)".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ErrorCode::FrameTooLarge,
+            format!("request body over {} KiB", BODY_LIMIT / 1024),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            ErrorCode::BadFrame,
+            "send the body as application/json".to_string(),
+        ),
+        s if s.is_server_error() => (ErrorCode::Internal, "server error; retry later".to_string()),
+        _ if said.is_empty() => (ErrorCode::BadFrame, "bad request".to_string()),
+        _ => (ErrorCode::BadFrame, said),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&ErrorBody { code, message }).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Browsers may call the API from any origin: authentication is a bearer
@@ -278,6 +329,9 @@ async fn login(
 
 async fn logout(State(s): State<Arc<Shared>>, auth: Auth) -> Result<StatusCode, ApiError> {
     s.store.revoke(&auth.token).await?;
+    let login = auth.user.login_id;
+    let closed = crate::ws::close_logins(&s, |l| l == login, "logged out");
+    tracing::info!(sockets = closed, "logged out");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -287,9 +341,15 @@ async fn refresh(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let (token, expires_at_ms) = s
         .store
-        .create_session(auth.user.user_id, s.config.token_ttl)
-        .await?;
-    s.store.revoke(&auth.token).await?;
+        .refresh_session(&auth.token, s.config.token_ttl)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "unknown or revoked token; log in again",
+            )
+        })?;
     Ok(Json(LoginResponse {
         token,
         expires_at_ms,
@@ -381,7 +441,31 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+/// `GET /v1/metrics`, for the holder of [`Config::metrics_token`] only.
+async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some(want) = s.config.metrics_token.as_deref() else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "metrics are off: configure metrics_token",
+        )
+        .into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    // Compare digests, so the time taken does not tell how much matched.
+    if crate::store::token_hash(given) != crate::store::token_hash(want) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "metrics need the metrics token as a bearer token",
+        )
+        .into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -389,4 +473,28 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         s.metrics.render(),
     )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiting_exactly_retry_after_gets_through() {
+        // 40 a minute per IP: one login every 1.5 s once the burst of 40 is
+        // spent. A Retry-After rounded down (1 s) would be refused again.
+        let mut config = Config::with_data_dir("/nonexistent");
+        config.login_per_ip_per_min = 40;
+        config.login_per_account_per_min = 1000;
+        let limits = LoginLimits::new(&config);
+        let ip = IpAddr::from([192, 0, 2, 7]);
+        let retry = (0..41)
+            .find_map(|i| limits.check(ip, format!("acme/u{i}")).err())
+            .and_then(|e| e.retry_after_s)
+            .expect("the 41st login is refused");
+        assert_eq!(retry, 2);
+        tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+        assert!(limits.check(ip, "acme/late".into()).is_ok());
+    }
 }

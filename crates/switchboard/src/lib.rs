@@ -154,6 +154,7 @@ pub async fn run(
         shutdown: stop_rx,
     });
     let background = tokio::spawn(background_tasks(shared.clone()));
+    let sweep = tokio::spawn(login_sweep(shared.clone()));
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = %store.path().display(), "switchboard listening");
@@ -194,6 +195,7 @@ pub async fn run(
         Err(_) => tracing::warn!("HTTP connections still open after 5 s; leaving them"),
     }
     background.abort();
+    sweep.abort();
     // Dropping the last queue handle lets the writer drain and stop.
     shared.routing().cdr.close();
     drop(shared);
@@ -224,6 +226,21 @@ async fn background_tasks(shared: Arc<Shared>) {
         }
         shared.routing().hub.prune_ended(now_ms());
         shared.limits.prune();
+    }
+}
+
+/// Closes the sockets whose login ended in the store, every
+/// [`Config::login_sweep`] ([`ws::close_ended_logins`]).
+async fn login_sweep(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.login_sweep);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match ws::close_ended_logins(&shared).await {
+            Ok(0) => {}
+            Ok(k) => tracing::info!(sockets = k, "closed the sockets of ended logins"),
+            Err(e) => tracing::warn!(error = %e, "login sweep failed"),
+        }
     }
 }
 

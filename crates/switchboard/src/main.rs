@@ -119,6 +119,10 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     trust_forwarded_for: bool,
+    /// Bearer token GET /v1/metrics requires; without it metrics are off.
+    #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_token: Option<String>,
     /// Log format [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub logins: Family<Labels, Counter>,
     /// CDR writes that failed even alone.
     pub cdr_write_errors: Counter,
+    /// Checks of open sockets against the store's logins that completed.
+    pub login_sweeps: Counter,
+    /// Sockets closed (4001) because their login ended: logout, disabled.
+    pub login_closes: Counter,
 }
 
 impl Default for Metrics {
@@ -42,6 +46,8 @@ impl Default for Metrics {
             errors: Family::default(),
             logins: Family::default(),
             cdr_write_errors: Counter::default(),
+            login_sweeps: Counter::default(),
+            login_closes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -75,6 +81,16 @@ impl Default for Metrics {
             "cdr_write_errors",
             "CDR writes that failed",
             m.cdr_write_errors.clone(),
+        );
+        registry.register(
+            "login_sweeps",
+            "Completed checks of open sockets against the logins in the store",
+            m.login_sweeps.clone(),
+        );
+        registry.register(
+            "login_closes",
+            "Sockets closed because their login ended (logout, user disabled)",
+            m.login_closes.clone(),
         );
         Self { registry, ..m }
     }

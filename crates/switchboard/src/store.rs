@@ -44,6 +44,10 @@ pub struct AuthedUser {
     pub user: UserRef,
     /// When the token expires, ms since the Unix epoch.
     pub token_expires_at_ms: u64,
+    /// The login this token belongs to (32 hex digits): stable when the
+    /// token is refreshed, gone after logout or when the user is disabled.
+    /// Sockets are closed when their login is gone ([`Store::live_logins`]).
+    pub login_id: String,
 }
 
 /// Why a token was refused.
@@ -113,6 +117,7 @@ impl From<NamesRow> for Callee {
 /// A session joined with its user, as `hello` and the HTTP API resolve it.
 #[derive(FromRow)]
 struct TokenRow {
+    login_id: String,
     expires_at_ms: i64,
     user_id: UserId,
     tenant_id: TenantId,
@@ -420,15 +425,15 @@ impl Store {
         user_id: UserId,
         ttl: Duration,
     ) -> Result<(String, u64), Error> {
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let token = new_token();
         let now = now_ms();
         let expires = now + ttl.as_millis() as u64;
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)",
+            "INSERT INTO sessions (token_hash, login_id, user_id, created_at_ms, expires_at_ms)
+             VALUES (?, ?, ?, ?, ?)",
         )
         .bind(token_hash(&token).to_vec())
+        .bind(uuid::Uuid::new_v4().simple().to_string())
         .bind(user_id)
         .bind(now as i64)
         .bind(expires as i64)
@@ -450,7 +455,7 @@ impl Store {
             return Ok(Err(TokenRefusal::Unknown));
         }
         let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT s.expires_at_ms, u.id AS user_id, u.tenant_id, t.name AS tenant,
+            "SELECT s.login_id, s.expires_at_ms, u.id AS user_id, u.tenant_id, t.name AS tenant,
                     u.username, u.display_name, u.disabled
              FROM sessions s JOIN users u ON u.id = s.user_id JOIN tenants t ON t.id = u.tenant_id
              WHERE s.token_hash = ?",
@@ -477,6 +482,7 @@ impl Store {
                 display_name: r.display_name,
             },
             token_expires_at_ms: expires,
+            login_id: r.login_id,
         }))
     }
 
@@ -491,6 +497,58 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Replaces a live token by a new one with a fresh lifetime, keeping its
+    /// login (so sockets opened with the old token stay open). Returns the
+    /// new token and its expiry (ms since the Unix epoch), or `None` when
+    /// the old token is no longer stored (revoked or refreshed meanwhile).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn refresh_session(
+        &self,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Option<(String, u64)>, Error> {
+        let fresh = new_token();
+        let now = now_ms();
+        let expires = now + ttl.as_millis() as u64;
+        let done = sqlx::query(
+            "UPDATE sessions SET token_hash = ?, expires_at_ms = ? WHERE token_hash = ?",
+        )
+        .bind(token_hash(&fresh).to_vec())
+        .bind(expires as i64)
+        .bind(token_hash(token).to_vec())
+        .execute(&self.pool)
+        .await?;
+        Ok((done.rows_affected() == 1).then_some((fresh, expires)))
+    }
+
+    /// Which of `login_ids` still stand: the login exists (not logged out)
+    /// and its user is not disabled. Expiry does not end a login here: a
+    /// socket outlives its token's lifetime, its next `hello` does not.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn live_logins(
+        &self,
+        login_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, Error> {
+        let mut live = std::collections::HashSet::new();
+        for chunk in login_ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT s.login_id FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE u.disabled = 0 AND s.login_id IN ({marks})"
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            live.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(live)
     }
 
     /// Deletes sessions expired before now; returns how many.
@@ -871,6 +929,14 @@ fn check_name(what: &str, name: &str) -> Result<(), Error> {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// A new bearer token: 32 random bytes from the OS, base64url without
+/// padding (43 characters).
+fn new_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
 /// SHA-256 of a token: what the sessions table stores.

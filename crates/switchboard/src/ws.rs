@@ -56,6 +56,8 @@ pub(crate) struct ConnHandle {
     pub tx: mpsc::Sender<ConnCmd>,
     /// Notified when the queue overflowed: the writer closes with 4008.
     pub kill: Arc<Notify>,
+    /// The login the socket authenticated with ([`AuthedUser::login_id`]).
+    pub login: String,
 }
 
 /// The hub, the sockets it routes to, and the CDR queue: everything one
@@ -225,6 +227,7 @@ async fn serve_socket(
     let handle = ConnHandle {
         tx: tx.clone(),
         kill: kill.clone(),
+        login: who.login_id.clone(),
     };
     let parts = WelcomeParts {
         session_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -571,6 +574,53 @@ async fn dispatch(
             call_id: None,
         }),
     }
+}
+
+/// Closes with 4001 every socket whose login `gone` names, e.g. after a
+/// logout; returns how many. The close goes through each socket's queue, so
+/// frames already queued are sent first; a full queue closes with 4008.
+pub(crate) fn close_logins(
+    shared: &Arc<Shared>,
+    gone: impl Fn(&str) -> bool,
+    reason: &'static str,
+) -> usize {
+    let r = shared.routing();
+    let mut n = 0;
+    for h in r.sockets.values().filter(|h| gone(&h.login)) {
+        if h.tx
+            .try_send(ConnCmd::Close(close_code::UNAUTHORIZED, reason))
+            .is_err()
+        {
+            h.kill.notify_one();
+        }
+        n += 1;
+    }
+    shared.metrics.login_closes.inc_by(n as u64);
+    n
+}
+
+/// Closes (4001) the sockets of this node whose login has ended in the
+/// store: logged out on any node, or the user disabled (also by the admin
+/// CLI in another process). Returns how many were closed.
+///
+/// # Errors
+/// [`crate::Error::Database`] when the store cannot be read; nothing is
+/// closed then.
+pub(crate) async fn close_ended_logins(shared: &Arc<Shared>) -> Result<usize, crate::Error> {
+    let asked: std::collections::HashSet<String> = shared
+        .routing()
+        .sockets
+        .values()
+        .map(|h| h.login.clone())
+        .collect();
+    let list: Vec<String> = asked.iter().cloned().collect();
+    let live = shared.store.live_logins(&list).await?;
+    shared.metrics.login_sweeps.inc();
+    Ok(close_logins(
+        shared,
+        |l| asked.contains(l) && !live.contains(l),
+        "logged out or disabled",
+    ))
 }
 
 /// Arms hub timers as tasks that sleep for the configured ring timeout or

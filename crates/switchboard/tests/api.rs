@@ -329,7 +329,17 @@ async fn health_and_metrics() {
     alice.expect_error("bad_frame", None).await;
     alice.invite("m1", "bob").await;
     alice.expect("call.ended").await;
-    let (status, text) = srv.get("/v1/metrics", None).await;
+    let (status, body) = srv.get("/v1/metrics", None).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    let (status, body) = srv.get("/v1/metrics", Some("not-the-metrics-token")).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    let (status, body) = srv.get("/v1/metrics", Some(&alice.token)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthorized")),
+        "a user's token does not open the metrics"
+    );
+    let (status, text) = srv.get("/v1/metrics", Some(METRICS_TOKEN)).await;
     assert_eq!(status, 200);
     let text = text.as_str().unwrap();
     assert!(text.contains("switchboard_connections 1"), "{text}");
@@ -376,4 +386,85 @@ async fn browsers_may_call_the_api_from_another_origin() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn metrics_are_off_without_a_metrics_token() {
+    let srv = TestServer::start_with(|c| c.metrics_token = None).await;
+    let (status, body) = srv.get("/v1/metrics", Some(METRICS_TOKEN)).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    assert!(body["message"].as_str().unwrap().contains("metrics_token"));
+}
+
+#[tokio::test]
+async fn errors_made_by_the_framework_are_json_with_a_code() {
+    let srv = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(format!("{}/v1/login", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "not_found", "{body}");
+
+    let resp = http
+        .post(format!("{}/v1/login", srv.base))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"tenant":"{}"}}"#, "x".repeat(20 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "frame_too_large", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("16 KiB"));
+
+    // The WebSocket route without an upgrade: axum refuses it itself.
+    let resp = http
+        .get(srv.ws_url.replace("ws://", "http://"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "bad_frame", "{body}");
+    assert!(!body["message"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn logout_and_disabling_close_open_sockets_and_refresh_does_not() {
+    let srv = TestServer::start_with(|c| c.login_sweep = Duration::from_millis(50)).await;
+    let token = srv.login("acme", "alice").await;
+    let mut a1 = srv.connect(&token, "alice", "a1").await;
+    let mut a2 = srv.client("alice", "a2").await;
+    let mut bob = srv.client("bob", "b1").await;
+
+    // A refreshed token keeps its login: the socket opened with the old one
+    // stays open through later sweeps.
+    let (status, body) = srv.post("/v1/token/refresh", Some(&token), json!({})).await;
+    assert_eq!(status, 200);
+    let fresh = body["token"].as_str().unwrap().to_string();
+    let sweeps = srv.metric("switchboard_login_sweeps_total").await;
+    srv.await_metric("switchboard_login_sweeps_total", sweeps + 2)
+        .await;
+    a1.assert_usable().await;
+
+    // Logging out closes that login's sockets at once, and only those.
+    let (status, _) = srv.post("/v1/logout", Some(&fresh), json!({})).await;
+    assert_eq!(status, 204);
+    assert_eq!(a1.expect_close().await, 4001);
+    a2.assert_usable().await;
+
+    // Disabling the user (the admin CLI writes the store, here another pool
+    // on the same file) closes every socket of the user at the next sweep.
+    srv.store.set_disabled("acme", "alice", true).await.unwrap();
+    assert_eq!(a2.expect_close().await, 4001);
+    bob.assert_usable().await;
+    assert_eq!(srv.metric("switchboard_login_closes_total").await, 2);
+    let (status, _) = srv.get("/v1/me", Some(&a2.token)).await;
+    assert_eq!(status, 401);
 }

@@ -40,6 +40,7 @@ fn person(user_id: UserId, tenant_id: TenantId, name: &str) -> AuthedUser {
             display_name: format!("{name} (display)"),
         },
         token_expires_at_ms: u64::MAX,
+        login_id: format!("login-{user_id}"),
     }
 }
 

@@ -12,6 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const PW: &str = "password-123";
+/// The metrics bearer token every test server is configured with.
+pub const METRICS_TOKEN: &str = "metrics-token-for-tests";
 
 pub struct TestServer {
     pub base: String,
@@ -61,6 +63,7 @@ impl TestServer {
         let mut config = Config::with_data_dir(dir.path());
         config.login_per_account_per_min = 1000;
         config.login_per_ip_per_min = 1000;
+        config.metrics_token = Some(METRICS_TOKEN.into());
         tune(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -143,13 +146,36 @@ impl TestServer {
         let want = format!("switchboard_connections {n}\n");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let (_, text) = self.get("/v1/metrics", None).await;
+            let (_, text) = self.get("/v1/metrics", Some(METRICS_TOKEN)).await;
             if text.as_str().is_some_and(|t| t.contains(&want)) {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "not {n} connections within 5 s: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The value of an unlabelled counter or gauge, e.g.
+    /// `switchboard_login_sweeps_total`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (status, text) = self.get("/v1/metrics", Some(METRICS_TOKEN)).await;
+        assert_eq!(status, 200, "{text}");
+        let text = text.as_str().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    /// Polls the metric `name` until it reaches `at_least`; panics after 5 s.
+    pub async fn await_metric(&self, name: &str, at_least: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.metric(name).await < at_least {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} below {at_least} after 5 s"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
