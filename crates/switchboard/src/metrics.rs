@@ -32,6 +32,8 @@ pub struct Metrics {
     pub login_sweeps: Counter,
     /// Sockets closed (4001) because their login ended: logout, disabled.
     pub login_closes: Counter,
+    /// Sockets closed (4008) because they did not read their frames.
+    pub too_slow: Counter,
 }
 
 impl Default for Metrics {
@@ -48,6 +50,7 @@ impl Default for Metrics {
             cdr_write_errors: Counter::default(),
             login_sweeps: Counter::default(),
             login_closes: Counter::default(),
+            too_slow: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -91,6 +94,11 @@ impl Default for Metrics {
             "login_closes",
             "Sockets closed because their login ended (logout, user disabled)",
             m.login_closes.clone(),
+        );
+        registry.register(
+            "too_slow_closes",
+            "Sockets closed because the client did not read its frames (4008)",
+            m.too_slow.clone(),
         );
         Self { registry, ..m }
     }

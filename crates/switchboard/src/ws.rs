@@ -249,7 +249,13 @@ async fn serve_socket(
     };
     let conn = attached.conn;
     let kill_reply = kill.clone();
-    let mut writer = tokio::spawn(writer_task(sink, rx, kill, shared.committed.clone()));
+    let mut writer = tokio::spawn(writer_task(
+        sink,
+        rx,
+        kill,
+        shared.committed.clone(),
+        shared.metrics.clone(),
+    ));
 
     let per_sec = shared.config.frames_per_sec;
     let quota = Quota::per_second(NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN))
@@ -267,6 +273,10 @@ async fn serve_socket(
         }
     };
 
+    // Whether the client's side of the stream has ended (its close frame,
+    // EOF or a read error); until then the server lingers after its own
+    // close frame (below).
+    let mut client_done = false;
     loop {
         let next = tokio::select! {
             _ = &mut writer => break,
@@ -280,8 +290,12 @@ async fn serve_socket(
                 ));
                 break;
             }
-            Ok(None) => break,
+            Ok(None) => {
+                client_done = true;
+                break;
+            }
             Ok(Some(Err(e))) => {
+                client_done = true;
                 // tungstenite refuses a message over HARD_LIMIT with a capacity
                 // error ("Message too long"); tell the client why we close.
                 if e.to_string().contains("too long") {
@@ -306,7 +320,10 @@ async fn serve_socket(
                 ));
                 continue;
             }
-            Message::Close(_) => break,
+            Message::Close(_) => {
+                client_done = true;
+                break;
+            }
             Message::Ping(_) | Message::Pong(_) => continue,
         };
         shared.metrics.frames_in.inc();
@@ -364,10 +381,28 @@ async fn serve_socket(
     // once every sender is gone.
     drop(attached);
     drop(tx);
-    if !writer.is_finished() {
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, &mut writer).await;
-        writer.abort();
-    }
+    // When the server closes (4029, 4004, 4001, 4008, …) the client may
+    // still be sending. Dropping the TCP socket with unread bytes makes the
+    // kernel answer with a reset, and the client would see 1006 instead of
+    // the close frame. So the reader keeps reading, and discards, until the
+    // client answers the close frame (RFC 6455 §5.5.1) or ends, while the
+    // writer sends what is queued and the close frame; at most 10 s.
+    let drain = async {
+        if !client_done {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    };
+    let finish = async {
+        if !writer.is_finished() {
+            let _ = (&mut writer).await;
+        }
+    };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async { tokio::join!(drain, finish) }).await;
+    writer.abort();
     tracing::info!("disconnected");
 }
 
@@ -656,19 +691,26 @@ fn arm(shared: &Arc<Shared>, timers: Vec<Timer>) {
     }
 }
 
+/// Sends the socket's queued frames in order, each once the CDR writes it
+/// follows are committed; closes when told to or when the queue overflowed
+/// (`kill`: 4008, also while a write is stuck on a client that stopped
+/// reading; the close frame reaches the client if it reads again within
+/// 10 s, behind the frames already buffered).
 async fn writer_task(
     mut sink: Sink,
     mut rx: mpsc::Receiver<ConnCmd>,
     kill: Arc<Notify>,
     mut committed: watch::Receiver<u64>,
+    metrics: Arc<Metrics>,
 ) {
+    let too_slow = async |sink: &mut Sink| {
+        metrics.too_slow.inc();
+        close(sink, close_code::TOO_SLOW, "not reading fast enough").await;
+    };
     loop {
         let cmd = tokio::select! {
             biased;
-            _ = kill.notified() => {
-                close(&mut sink, close_code::TOO_SLOW, "not reading fast enough").await;
-                return;
-            }
+            _ = kill.notified() => return too_slow(&mut sink).await,
             cmd = rx.recv() => cmd,
         };
         match cmd {
@@ -681,7 +723,14 @@ async fn writer_task(
                     // Err: the CDR writer has stopped (shutdown); send anyway.
                     let _ = committed.wait_for(|c| *c >= o.after_seq).await;
                 }
-                if !send_direct(&mut sink, o.text).await {
+                // A write stuck on a full TCP buffer gives way to the kill:
+                // the frame stays in the sink's buffer, ahead of the close.
+                let sent = tokio::select! {
+                    biased;
+                    _ = kill.notified() => return too_slow(&mut sink).await,
+                    sent = send_direct(&mut sink, o.text) => sent,
+                };
+                if !sent {
                     return;
                 }
             }

@@ -181,6 +181,76 @@ async fn frame_floods_are_rate_limited_without_closing() {
 }
 
 #[tokio::test]
+async fn a_client_far_over_the_rate_limit_sees_close_4029_not_a_reset() {
+    let srv = TestServer::start_with(|c| c.frames_per_sec = 5).await;
+    let mut alice = srv.client("alice", "a1").await;
+    // 2,000 frames in one write burst: the server stops processing after
+    // the 101st refused one, while most of the burst is still unread.
+    for i in 0..2000 {
+        alice
+            .ws
+            .feed(Message::text(format!(r#"{{"type":"ping","id":"p{i}"}}"#)))
+            .await
+            .unwrap();
+    }
+    alice.ws.flush().await.unwrap();
+    assert_eq!(alice.expect_close().await, 4029);
+    let mut again = srv.client("alice", "a2").await;
+    again.assert_usable().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_gets_close_4008_when_it_reads_again() {
+    let srv = TestServer::start_with(|c| c.frames_per_sec = 1_000_000).await;
+    // Alice's endpoint on a socket with a small receive buffer, so that the
+    // kernel's buffers fill after a few hundred frames, not tens of thousands.
+    let token = srv.login("acme", "alice").await;
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let addr = srv.base.trim_start_matches("http://").parse().unwrap();
+    let stream = tcp.connect(addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(
+        srv.ws_url.as_str(),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    let mut alice = Client {
+        ws,
+        token: token.clone(),
+        user: "alice".into(),
+        endpoint: "a1".into(),
+        welcome: serde_json::Value::Null,
+    };
+    alice
+        .send(json!({"type": "hello", "token": token, "device_id": "a1", "device_name": "slow", "protocol": 1}))
+        .await;
+    alice.expect("welcome").await;
+
+    // Bob changes presence over and over; each change is a frame to Alice,
+    // who reads nothing. Bob's own copies are read by a task.
+    let bob = srv.client("bob", "b1").await;
+    let (mut bob_tx, mut bob_rx) = futures_util::StreamExt::split(bob.ws);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut bob_rx).await {}
+    });
+    let mut sent = 0;
+    while srv.metric("switchboard_too_slow_closes_total").await == 0 {
+        for i in 0..500 {
+            let status = if i % 2 == 0 { "away" } else { "available" };
+            let frame = json!({"type": "presence.set", "status": status});
+            bob_tx.feed(Message::text(frame.to_string())).await.unwrap();
+        }
+        bob_tx.flush().await.unwrap();
+        sent += 500;
+        assert!(sent < 200_000, "no 4008 after {sent} presence changes");
+    }
+    // Alice reads again: what was buffered, then the close frame.
+    assert_eq!(alice.expect_close().await, 4008);
+    reader.abort();
+}
+
+#[tokio::test]
 async fn a_silent_socket_is_closed_after_three_heartbeats() {
     let srv = TestServer::start_with(|c| c.heartbeat = Duration::from_millis(300)).await;
     let mut alice = srv.client("alice", "a1").await;
