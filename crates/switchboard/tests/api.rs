@@ -423,6 +423,11 @@ async fn errors_made_by_the_framework_are_json_with_a_code() {
     assert_eq!(body["code"], "frame_too_large", "{body}");
     assert!(body["message"].as_str().unwrap().contains("16 KiB"));
 
+    let token = srv.login("acme", "alice").await;
+    let (status, body) = srv.get("/v1/calls?limit=abc", Some(&token)).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_frame")));
+    assert!(body["message"].as_str().unwrap().contains("limit"), "{body}");
+
     // The WebSocket route without an upgrade: axum refuses it itself.
     let resp = http
         .get(srv.ws_url.replace("ws://", "http://"))
