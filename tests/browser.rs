@@ -115,6 +115,7 @@ async fn a_browser_written_from_the_protocol_document_calls_and_is_called() {
     // loopback ones); they are this machine's own addresses.
     let media = softphone_engine::media::MediaOptions {
         loopback_only: false,
+        relay_only: false,
     };
     let (bob, mut b_ev, _) = srv.engine_with(media, "bob", "bob-engine").await;
 

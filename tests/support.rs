@@ -243,6 +243,7 @@ impl Server {
     ) -> (Engine, Events, String) {
         let media = softphone_engine::media::MediaOptions {
             loopback_only: true,
+            relay_only: false,
         };
         self.connect_engine(via, media, user, device).await
     }
@@ -424,4 +425,97 @@ pub async fn establish(caller: Party<'_>, callee_user: &str, callee: Party<'_>) 
             .await;
     }
     call
+}
+
+/// A private coturn (`turnserver`, Debian's `coturn`) on 127.0.0.1, with
+/// TURN REST credentials (`use-auth-secret`, the scheme the switchboard's
+/// `turn_secret` signs), stopped when dropped. Loopback peers are allowed,
+/// so that relayed media can reach engines on this machine.
+pub struct Turn {
+    /// UDP (and TCP) port of the TURN listener.
+    pub port: u16,
+    /// The shared secret (coturn `static-auth-secret`).
+    pub secret: String,
+    // Stopped before its directory is removed (fields drop in order).
+    _proc: cleanup::Guarded,
+    _dir: tempfile::TempDir,
+}
+
+impl Turn {
+    /// Starts turnserver and returns once it answers a STUN binding request.
+    ///
+    /// # Panics
+    /// When `turnserver` is missing (`cargo xtask setup` installs coturn) or
+    /// does not answer within 10 s.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port();
+        let secret = format!("turn-secret-{}", std::process::id());
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let args = [
+            "-n".to_string(),
+            "--listening-ip=127.0.0.1".into(),
+            "--relay-ip=127.0.0.1".into(),
+            format!("--listening-port={port}"),
+            "--min-port=40000".into(),
+            "--max-port=40999".into(),
+            "--use-auth-secret".into(),
+            format!("--static-auth-secret={secret}"),
+            "--realm=softphone.test".into(),
+            "--allow-loopback-peers".into(),
+            "--no-tls".into(),
+            "--no-dtls".into(),
+            "--no-cli".into(),
+            "--no-multicast-peers".into(),
+            format!("--userdb={}", at("turndb")),
+            format!("--pidfile={}", at("turnserver.pid")),
+            format!("--log-file={}", at("turnserver.log")),
+            "--simple-log".into(),
+        ];
+        let proc = cleanup::Guarded::spawn(
+            std::process::Command::new("turnserver")
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )
+        .expect("turnserver (Debian coturn; `cargo xtask setup` installs it)");
+        let probe = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("probe socket");
+        // A STUN binding request (RFC 8489 §5): type 0x0001, length 0, the
+        // magic cookie, a 96-bit transaction id.
+        let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+        request.extend_from_slice(b"softphone-tx");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 512];
+        loop {
+            let _ = probe.send_to(&request, ("127.0.0.1", port)).await;
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(100), probe.recv(&mut buf)).await
+                && n >= 20
+                && buf[..2] == [0x01, 0x01]
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "turnserver did not answer STUN within 10 s; its log: {}",
+                std::fs::read_to_string(at("turnserver.log")).unwrap_or_default()
+            );
+        }
+        Self {
+            port,
+            secret,
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+
+    /// The `turn:` URL to hand out, UDP.
+    pub fn url(&self) -> String {
+        format!("turn:127.0.0.1:{}?transport=udp", self.port)
+    }
 }

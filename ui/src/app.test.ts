@@ -124,7 +124,7 @@ describe("incoming call", () => {
 });
 
 describe("active call", () => {
-  const stats = { rtt_ms: 12, jitter_ms: 3.5, loss_pct: 0.5, send_kbps: 33, recv_kbps: 32, packets_sent: 100, packets_received: 99, jitter_buffer_ms: 40, mos: 4.3 };
+  const stats = { rtt_ms: 12, jitter_ms: 3.5, loss_pct: 0.5, send_kbps: 33, recv_kbps: 32, packets_sent: 100, packets_received: 99, jitter_buffer_ms: 40, mos: 4.3, local_candidate: "relay" as const, remote_candidate: "host" as const };
 
   it("shows the timer, the quality with its figures, and the controls", async () => {
     h = await start(snapshot());
@@ -137,6 +137,7 @@ describe("active call", () => {
     expect(h.$("#quality").dataset.mos).toBe("4.3");
     expect(h.$("#quality").title).toContain("RTT 12 ms");
     expect(h.$("#quality").title).toContain("Loss 0.5 %");
+    expect(h.$("#quality").title).toContain("Relayed through the TURN server");
     expect(h.$$(".quality .bar.on").length).toBe(4);
   });
 

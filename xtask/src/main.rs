@@ -154,6 +154,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "a virtual X display for the desktop tests and the headless demo",
     ),
     ("xauth", "X authority files for xvfb-run"),
+    (
+        "coturn",
+        "a real TURN relay (turnserver) for the relay-only call test",
+    ),
 ];
 
 fn main() -> ExitCode {

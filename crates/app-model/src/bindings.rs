@@ -5,7 +5,7 @@
 
 use softphone_audio::ringtone::Ringtone;
 use softphone_engine::call::CallState;
-use softphone_engine::media::MediaStats;
+use softphone_engine::media::{CandidateKind, MediaStats};
 use softphone_protocol::{
     CallDirection, CallQuality, CallRecord, DirectoryEntry, EndReason, ErrorCode, Presence, UserRef,
 };
@@ -36,6 +36,7 @@ pub fn typescript() -> String {
         DirectoryEntry::decl(&cfg),
         CallRecord::decl(&cfg),
         CallState::decl(&cfg),
+        CandidateKind::decl(&cfg),
         MediaStats::decl(&cfg),
         SessionInfo::decl(&cfg),
         CallView::decl(&cfg),

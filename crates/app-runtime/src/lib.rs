@@ -354,6 +354,9 @@ impl Runtime {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         config.endpoint_name = format!("Softphone on {}", host.trim());
         config.media.loopback_only = std::env::var_os("SOFTPHONE_ICE_LOOPBACK").is_some();
+        // Media through the TURN server only: for a network that must not
+        // see the agent's addresses, and for tests of the relay path.
+        config.media.relay_only = std::env::var_os("SOFTPHONE_ICE_RELAY").is_some();
         let (engine, mut events) = Engine::connect(config).await?;
         let me = match events.recv().await {
             Some(softphone_engine::EngineEvent::Registered { user, .. }) => user,

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 const OPTS: MediaOptions = MediaOptions {
     loopback_only: true,
+    relay_only: false,
 };
 
 /// A sink that keeps everything it hears.

@@ -47,6 +47,10 @@ struct Cli {
     /// Use only loopback ICE candidates (tests and benchmarks on one machine).
     #[arg(long, env = "PHONECTL_ICE_LOOPBACK", global = true)]
     ice_loopback: bool,
+    /// Use only relayed ICE candidates: media goes through the TURN server
+    /// the switchboard hands out (needs one; UDP `turn:` only).
+    #[arg(long, env = "PHONECTL_ICE_RELAY", global = true)]
+    ice_relay: bool,
     /// Print events as JSON lines instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -164,6 +168,7 @@ struct Ctx {
     store: TokenStore,
     json: bool,
     loopback: bool,
+    relay: bool,
 }
 
 impl Ctx {
@@ -325,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         json: cli.json,
         loopback: cli.ice_loopback,
+        relay: cli.ice_relay,
     };
     match cli.command {
         Command::Login { password_stdin } => {
@@ -440,6 +446,7 @@ async fn connect(
         std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into())
     );
     config.media.loopback_only = ctx.loopback;
+    config.media.relay_only = ctx.relay;
     let (engine, events) = Engine::connect(config).await?;
     Ok((engine, events))
 }

@@ -426,7 +426,10 @@ async fn errors_made_by_the_framework_are_json_with_a_code() {
     let token = srv.login("acme", "alice").await;
     let (status, body) = srv.get("/v1/calls?limit=abc", Some(&token)).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("bad_frame")));
-    assert!(body["message"].as_str().unwrap().contains("limit"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("limit"),
+        "{body}"
+    );
 
     // The WebSocket route without an upgrade: axum refuses it itself.
     let resp = http

@@ -138,6 +138,8 @@ remote: boolean, } | { "state": "ended",
  */
 reason: EndReason, };
 
+export type CandidateKind = "host" | "srflx" | "prflx" | "relay";
+
 export type MediaStats = { 
 /**
  * ICE round-trip time (STUN consent checks), in ms.
@@ -174,7 +176,16 @@ jitter_buffer_ms: number,
 /**
  * Estimated MOS (ITU-T G.107 E-model), 1.0–4.5.
  */
-mos: number, };
+mos: number, 
+/**
+ * Our end of the selected ICE candidate pair, once one is selected;
+ * `relay` when our media goes through a TURN server.
+ */
+local_candidate: CandidateKind | null, 
+/**
+ * The far end of the selected ICE candidate pair.
+ */
+remote_candidate: CandidateKind | null, };
 
 export type SessionInfo = { 
 /**

@@ -130,7 +130,12 @@ export const callView: View = (app) => {
           `RTT ${st.rtt_ms == null ? "–" : st.rtt_ms.toFixed(0) + " ms"}\n` +
           `Jitter ${st.jitter_ms.toFixed(1)} ms\n` +
           `Loss ${st.loss_pct.toFixed(1)} %\n` +
-          `${st.send_kbps.toFixed(0)} kbit/s out, ${st.recv_kbps.toFixed(0)} kbit/s in`;
+          `${st.send_kbps.toFixed(0)} kbit/s out, ${st.recv_kbps.toFixed(0)} kbit/s in` +
+          (st.local_candidate === "relay" || st.remote_candidate === "relay"
+            ? "\nRelayed through the TURN server"
+            : st.local_candidate
+              ? "\nDirect path"
+              : "");
         quality.querySelector("#quality-word")!.textContent = mosWord(st.mos);
       } else {
         bars.forEach((b) => b.classList.remove("on"));

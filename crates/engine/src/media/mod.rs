@@ -30,7 +30,7 @@ pub mod send;
 pub mod stats;
 pub mod webrtc;
 
-pub use stats::MediaStats;
+pub use stats::{CandidateKind, MediaStats};
 
 /// Audio devices for one call.
 pub struct CallAudio {
@@ -71,6 +71,12 @@ pub struct MediaOptions {
     /// Gather only loopback (127.0.0.1) ICE candidates: for tests and
     /// benchmarks, so that media never leaves the machine's loopback.
     pub loopback_only: bool,
+    /// Use only relayed ICE candidates (`RTCIceTransportPolicy::Relay`,
+    /// W3C WebRTC §4.2.1): media always goes through the TURN server of
+    /// `welcome.ice_servers`, which hides the endpoint's addresses and is
+    /// how a relay path is tested. Without a `turn:` server (UDP: webrtc-ice
+    /// 0.17.2 gathers no TCP or TLS relay) the call cannot connect.
+    pub relay_only: bool,
 }
 
 /// The media side of one call, independent of the WebRTC library.

@@ -4,6 +4,21 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The kind of an ICE candidate (RFC 8445 §5.1.1): where a media path ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum CandidateKind {
+    /// An address of the endpoint's own interface.
+    Host,
+    /// The endpoint's public address as a STUN server saw it (behind NAT).
+    Srflx,
+    /// An address learnt from a connectivity check (RFC 8445 §7.2.5.3.1).
+    Prflx,
+    /// An address on a TURN server (RFC 8656) that relays the media.
+    Relay,
+}
+
 /// Media statistics of one call (the seeds' quality metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -26,6 +41,11 @@ pub struct MediaStats {
     pub jitter_buffer_ms: u32,
     /// Estimated MOS (ITU-T G.107 E-model), 1.0–4.5.
     pub mos: f64,
+    /// Our end of the selected ICE candidate pair, once one is selected;
+    /// `relay` when our media goes through a TURN server.
+    pub local_candidate: Option<CandidateKind>,
+    /// The far end of the selected ICE candidate pair.
+    pub remote_candidate: Option<CandidateKind>,
 }
 
 /// Counters shared by a call's send loop, receive path and stats loop
@@ -149,6 +169,8 @@ impl StatsMeter {
             packets_received: c.recv_packets,
             jitter_buffer_ms,
             mos: crate::quality::estimate_mos(one_way_ms, loss_pct),
+            local_candidate: None,
+            remote_candidate: None,
         }
     }
 }

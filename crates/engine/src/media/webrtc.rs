@@ -21,6 +21,7 @@ use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
@@ -31,7 +32,9 @@ use webrtc::stats::StatsReportType;
 use super::playout::PlayoutPipeline;
 use super::send::{SendPipeline, TickFlags, parse_digits};
 use super::stats::{Counters, LossCounter, StatsMeter};
-use super::{CallAudio, MediaEvent, MediaFactory, MediaOptions, MediaSession};
+use super::{
+    CallAudio, CandidateKind, MediaEvent, MediaFactory, MediaOptions, MediaSession, MediaStats,
+};
 use crate::EngineError;
 use crate::dtmf::DtmfReceiver;
 use crate::jitter::{JitterBuffer, Playout};
@@ -157,6 +160,11 @@ fn api(options: &MediaOptions) -> Result<webrtc::api::API, EngineError> {
     }
     let registry = register_default_interceptors(Registry::new(), &mut me).map_err(setup)?;
     let mut settings = webrtc::api::setting_engine::SettingEngine::default();
+    if options.relay_only {
+        // A host candidate stays in the answer's SDP otherwise; with the
+        // policy below none is gathered at all.
+        settings.set_network_types(vec![webrtc::ice::network_type::NetworkType::Udp4]);
+    }
     if options.loopback_only {
         settings.set_include_loopback_candidate(true);
         settings.set_ip_filter(Box::new(|ip: std::net::IpAddr| ip.is_loopback()));
@@ -191,6 +199,11 @@ impl WebRtcSession {
                     credential: s.credential.clone().unwrap_or_default(),
                 })
                 .collect(),
+            ice_transport_policy: if options.relay_only {
+                RTCIceTransportPolicy::Relay
+            } else {
+                RTCIceTransportPolicy::All
+            },
             ..Default::default()
         };
         let pc = api(options)?
@@ -427,12 +440,19 @@ async fn stats_loop(
             return;
         }
         let report = pc.get_stats().await;
-        let rtt_ms = report.reports.values().find_map(|r| match r {
-            StatsReportType::CandidatePair(p) if p.nominated && p.current_round_trip_time > 0.0 => {
-                Some(p.current_round_trip_time * 1000.0)
-            }
+        let selected = report.reports.values().find_map(|r| match r {
+            StatsReportType::CandidatePair(p) if p.nominated => Some(p),
             _ => None,
         });
+        let rtt_ms = selected
+            .filter(|p| p.current_round_trip_time > 0.0)
+            .map(|p| p.current_round_trip_time * 1000.0);
+        let kind_of = |id: &str| match report.reports.get(id) {
+            Some(StatsReportType::LocalCandidate(c) | StatsReportType::RemoteCandidate(c)) => {
+                candidate_kind(c.candidate_type)
+            }
+            _ => None,
+        };
         let (jitter_ms, jb_ms) = {
             let j = lock(&shared.jitter);
             (j.jitter_ms(), j.target_delay_ms())
@@ -444,7 +464,24 @@ async fn stats_loop(
             jb_ms,
             shared.now_ms(),
         );
+        let stats = MediaStats {
+            local_candidate: selected.and_then(|p| kind_of(&p.local_candidate_id)),
+            remote_candidate: selected.and_then(|p| kind_of(&p.remote_candidate_id)),
+            ..stats
+        };
         let _ = events.send(MediaEvent::Stats(stats));
+    }
+}
+
+/// Our name for webrtc-ice's candidate type.
+fn candidate_kind(t: webrtc::ice::candidate::CandidateType) -> Option<CandidateKind> {
+    use webrtc::ice::candidate::CandidateType as T;
+    match t {
+        T::Host => Some(CandidateKind::Host),
+        T::ServerReflexive => Some(CandidateKind::Srflx),
+        T::PeerReflexive => Some(CandidateKind::Prflx),
+        T::Relay => Some(CandidateKind::Relay),
+        T::Unspecified => None,
     }
 }
 
