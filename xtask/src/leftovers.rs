@@ -43,6 +43,7 @@ pub(crate) const WATCHED: &[&str] = &[
     "dconf-service",
     "switchboard",
     "phonectl",
+    "turnserver",
     "softphone",
 ];
 

@@ -989,6 +989,7 @@ mod tests {
             ice_servers: ice(ice_user),
             heartbeat_ms: 20_000,
             calls,
+            server: "http://switchboard.test".into(),
         }
     }
 

@@ -36,6 +36,13 @@ pub struct EngineConfig {
     pub endpoint_name: String,
     /// Media options (e.g. loopback-only ICE for tests).
     pub media: MediaOptions,
+    /// Base URLs of the other nodes of the same Switchboard cluster (same
+    /// accounts and tokens), for failover: when the signaling socket drops
+    /// or cannot be opened, each new attempt goes to the next URL of
+    /// `server` + these, in turn, with the usual jittered backoff. Empty:
+    /// `server` only (or one URL behind a load balancer). HTTP requests
+    /// ([`crate::api::Api`]) still go to `server`.
+    pub fallback_servers: Vec<String>,
 }
 
 impl EngineConfig {
@@ -48,7 +55,16 @@ impl EngineConfig {
             endpoint_id: endpoint_id.to_string(),
             endpoint_name: endpoint_id.to_string(),
             media: MediaOptions::default(),
+            fallback_servers: Vec::new(),
         }
+    }
+
+    /// `server`, then the fallbacks: the order signaling tries them in.
+    pub fn servers(&self) -> Vec<String> {
+        std::iter::once(&self.server)
+            .chain(&self.fallback_servers)
+            .map(|s| s.trim_end_matches('/').to_string())
+            .collect()
     }
 }
 
@@ -590,6 +606,7 @@ mod tests {
             }],
             heartbeat_ms: 20_000,
             calls: vec![],
+            server: "http://switchboard.test".into(),
         }
     }
 

@@ -57,10 +57,12 @@ pub struct Welcome {
     pub heartbeat_ms: u64,
     /// Calls of this endpoint that survived a reconnect.
     pub calls: Vec<CallSummary>,
+    /// The base URL of the node that sent it ([`EngineConfig::servers`]).
+    pub server: String,
 }
 
 impl Welcome {
-    fn from_message(m: ServerMessage) -> Option<Self> {
+    fn from_message(m: ServerMessage, server: &str) -> Option<Self> {
         match m {
             ServerMessage::Welcome {
                 user,
@@ -77,6 +79,7 @@ impl Welcome {
                 ice_servers,
                 heartbeat_ms,
                 calls,
+                server: server.to_string(),
             }),
             _ => None,
         }
@@ -116,16 +119,40 @@ pub fn ws_url(server: &str) -> String {
     )
 }
 
-/// Opens the signaling WebSocket and authenticates with `hello`; returns
-/// the socket and the `welcome`.
+/// Opens the signaling WebSocket and authenticates with `hello`, trying
+/// [`EngineConfig::servers`] in order until one answers; returns the socket
+/// and the `welcome` (whose `server` says which node answered).
 ///
 /// # Errors
-/// [`EngineError::Unreachable`] when the socket cannot be opened or drops
-/// during the handshake; [`EngineError::Unauthorized`] for a refused token;
+/// [`EngineError::Unauthorized`] for a refused token and
 /// [`EngineError::Refused`] for another refusal (protocol version, endpoint
-/// id); [`EngineError::Protocol`] when no `welcome` comes within 10 s.
+/// id), at once: another node would refuse the same. When no node answers,
+/// the last node's error: [`EngineError::Unreachable`] when the socket
+/// cannot be opened or drops during the handshake,
+/// [`EngineError::Protocol`] when no `welcome` comes within 10 s.
 pub async fn open(config: &EngineConfig) -> Result<(Ws, Welcome), EngineError> {
-    let url = ws_url(&config.server);
+    let mut last = None;
+    for server in config.servers() {
+        match open_at(config, &server).await {
+            Ok(done) => return Ok(done),
+            Err(e @ (EngineError::Unauthorized(_) | EngineError::Refused { .. })) => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::info!(%server, error = %e, "switchboard node not reachable");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| EngineError::Protocol {
+        what: "no switchboard URL configured".into(),
+        source: None,
+    }))
+}
+
+/// [`open`] at one node's base URL.
+async fn open_at(config: &EngineConfig, server: &str) -> Result<(Ws, Welcome), EngineError> {
+    let url = ws_url(server);
     let unreachable = |e: tokio_tungstenite::tungstenite::Error| EngineError::Unreachable {
         url: url.clone(),
         source: e.into(),
@@ -164,7 +191,7 @@ pub async fn open(config: &EngineConfig) -> Result<(Ws, Welcome), EngineError> {
                 });
             }
             Ok(m) => {
-                if let Some(w) = Welcome::from_message(m) {
+                if let Some(w) = Welcome::from_message(m, server) {
                     return Ok((ws, w));
                 }
             }
@@ -231,7 +258,12 @@ pub fn spawn(
 ) {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(config, ws, welcome.heartbeat(), out_rx, sig_tx));
+    let at = config
+        .servers()
+        .iter()
+        .position(|s| *s == welcome.server)
+        .unwrap_or(0);
+    tokio::spawn(run(config, ws, at, welcome.heartbeat(), out_rx, sig_tx));
     (out_tx, sig_rx)
 }
 
@@ -297,10 +329,12 @@ async fn serve(
 async fn run(
     config: EngineConfig,
     first: Ws,
+    mut at: usize,
     mut heartbeat: Duration,
     mut out: mpsc::UnboundedReceiver<ClientFrame>,
     signals: mpsc::UnboundedSender<Signal>,
 ) {
+    let servers = config.servers();
     let mut ws = first;
     loop {
         let detail = match serve(&mut ws, heartbeat, &mut out, &signals).await {
@@ -321,8 +355,15 @@ async fn run(
             if signals.is_closed() {
                 return;
             }
-            match open(&config).await {
+            // The node that dropped us may be gone: each attempt goes to the
+            // next node in turn (the same one when there is only one).
+            at = (at + 1) % servers.len().max(1);
+            let server = servers
+                .get(at)
+                .map_or(config.server.as_str(), String::as_str);
+            match open_at(&config, server).await {
                 Ok((ws, welcome)) => {
+                    tracing::info!(%server, "signaling back");
                     heartbeat = welcome.heartbeat();
                     let _ = signals.send(Signal::Welcome(welcome));
                     break ws;
@@ -587,6 +628,72 @@ mod tests {
                 }
             ))
         );
+    }
+
+    /// A base URL where nothing listens (a node that died).
+    async fn dead_node() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_dead_first_node_is_skipped_and_a_dropped_socket_moves_to_the_next_node() {
+        let dead = dead_node().await;
+        let (a, mut seen_a) = fake_switchboard(vec![Script::Welcome {
+            ice_user: "on-a",
+            heartbeat_ms: 20_000,
+            frames: 0,
+        }])
+        .await;
+        let (b, mut seen_b) = fake_switchboard(vec![Script::Welcome {
+            ice_user: "on-b",
+            heartbeat_ms: 20_000,
+            frames: 1,
+        }])
+        .await;
+        let mut config = config(&dead);
+        config.fallback_servers = vec![a.clone(), format!("{b}/")];
+        // The first node is down: the first open lands on the second.
+        let (ws, welcome) = open(&config).await.unwrap();
+        assert_eq!(welcome.server, a);
+        assert!(matches!(
+            seen_a.recv().await,
+            Some((0, ClientMessage::Hello { .. }))
+        ));
+        // That node drops the socket (it dies): the reconnect goes to the
+        // next node, not back to the same one.
+        let (out, mut signals) = spawn(config, ws, &welcome);
+        assert!(matches!(
+            signals.recv().await,
+            Some(Signal::Reconnecting { .. })
+        ));
+        let Some(Signal::Welcome(again)) = signals.recv().await else {
+            panic!("no welcome from the next node");
+        };
+        assert_eq!(again.server, b);
+        assert_eq!(again.ice_servers[0].username.as_deref(), Some("on-b"));
+        assert!(matches!(
+            seen_b.recv().await,
+            Some((0, ClientMessage::Hello { .. }))
+        ));
+        out.send(ClientFrame::new(ClientMessage::Ping {})).unwrap();
+        assert_eq!(seen_b.recv().await, Some((0, ClientMessage::Ping {})));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_retried_on_other_nodes() {
+        let (a, _seen_a) = fake_switchboard(vec![Script::Refuse]).await;
+        let (b, mut seen_b) = fake_switchboard(vec![Script::Welcome {
+            ice_user: "on-b",
+            heartbeat_ms: 20_000,
+            frames: 0,
+        }])
+        .await;
+        let mut config = config(&a);
+        config.fallback_servers = vec![b];
+        let err = open(&config).await.unwrap_err();
+        assert!(matches!(err, EngineError::Unauthorized(_)), "{err:?}");
+        assert!(seen_b.try_recv().is_err(), "the other node was not asked");
     }
 
     #[tokio::test]

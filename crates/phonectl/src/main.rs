@@ -31,6 +31,16 @@ struct Cli {
         global = true
     )]
     server: String,
+    /// Other nodes of the same Switchboard cluster, tried in turn when the
+    /// signaling socket to --server drops or cannot be opened
+    /// (repeatable, or comma-separated).
+    #[arg(
+        long = "fallback-server",
+        env = "PHONECTL_FALLBACK_SERVERS",
+        value_delimiter = ',',
+        global = true
+    )]
+    fallback_servers: Vec<String>,
     /// Tenant name.
     #[arg(long, env = "PHONECTL_TENANT", global = true)]
     tenant: Option<String>,
@@ -169,6 +179,7 @@ struct Ctx {
     json: bool,
     loopback: bool,
     relay: bool,
+    fallback_servers: Vec<String>,
 }
 
 impl Ctx {
@@ -331,6 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         json: cli.json,
         loopback: cli.ice_loopback,
         relay: cli.ice_relay,
+        fallback_servers: cli.fallback_servers.clone(),
     };
     match cli.command {
         Command::Login { password_stdin } => {
@@ -447,6 +459,7 @@ async fn connect(
     );
     config.media.loopback_only = ctx.loopback;
     config.media.relay_only = ctx.relay;
+    config.fallback_servers = ctx.fallback_servers.clone();
     let (engine, events) = Engine::connect(config).await?;
     Ok((engine, events))
 }

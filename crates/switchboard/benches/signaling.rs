@@ -169,6 +169,9 @@ async fn main() -> anyhow::Result<()> {
             "10000",
             "--heartbeat-secs",
             "60",
+            // Measures how many sockets one node holds, not admission.
+            "--ws-admissions-per-sec",
+            "1000000",
         ])
         .env("SWITCHBOARD_LOG", "warn")
         .stdout(Stdio::piped())

@@ -98,6 +98,11 @@ pub struct Config {
     /// Frames a socket may send per second (sustained; bursts of 4× pass).
     /// Default 50.
     pub frames_per_sec: u32,
+    /// WebSocket upgrades this node admits per second (bursts of 2× pass);
+    /// more get `503 rate_limited` with `Retry-After: 1`, so that the
+    /// reconnect storm after a node dies reaches the others as a steady
+    /// flow. Default 1000.
+    pub ws_admissions_per_sec: u32,
     /// Take the client IP from `X-Forwarded-For` (only behind a reverse
     /// proxy that sets it). Default off.
     pub trust_forwarded_for: bool,
@@ -140,6 +145,7 @@ impl Config {
             login_per_account_per_min: 10,
             login_per_ip_per_min: 60,
             frames_per_sec: 50,
+            ws_admissions_per_sec: 1000,
             trust_forwarded_for: false,
             metrics_token: None,
         }
@@ -189,6 +195,7 @@ impl Config {
         if self.login_per_account_per_min == 0
             || self.login_per_ip_per_min == 0
             || self.frames_per_sec == 0
+            || self.ws_admissions_per_sec == 0
         {
             return Err(Error::Config("rate limits must be above zero".into()));
         }

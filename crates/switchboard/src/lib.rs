@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<metrics::Metrics>,
     pub committed: tokio::sync::watch::Receiver<u64>,
     pub limits: http::LoginLimits,
+    /// Admission of new WebSockets ([`Config::ws_admissions_per_sec`]).
+    pub admissions: governor::DefaultDirectRateLimiter,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -147,6 +149,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         routing: Mutex::new(ws::Routing::new(cdr, metrics.clone())),
         limits: http::LoginLimits::new(&config),
+        admissions: ws::admission_limiter(&config),
         config,
         store: store.clone(),
         metrics,

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub login_closes: Counter,
     /// Sockets closed (4008) because they did not read their frames.
     pub too_slow: Counter,
+    /// WebSocket upgrades refused by the admission rate limit (503).
+    pub admissions_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -51,6 +53,7 @@ impl Default for Metrics {
             login_sweeps: Counter::default(),
             login_closes: Counter::default(),
             too_slow: Counter::default(),
+            admissions_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -99,6 +102,11 @@ impl Default for Metrics {
             "too_slow_closes",
             "Sockets closed because the client did not read its frames (4008)",
             m.too_slow.clone(),
+        );
+        registry.register(
+            "admissions_refused",
+            "WebSocket upgrades refused by the admission rate limit (503)",
+            m.admissions_refused.clone(),
         );
         Self { registry, ..m }
     }

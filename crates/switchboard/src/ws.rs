@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use futures_util::SinkExt;
 use futures_util::stream::{SplitSink, SplitStream, StreamExt};
 use governor::{Quota, RateLimiter};
@@ -133,13 +133,37 @@ pub(crate) fn route(
     Ok(())
 }
 
+/// The admission limiter of new sockets: `ws_admissions_per_sec`, bursts
+/// of twice that.
+pub(crate) fn admission_limiter(config: &crate::Config) -> governor::DefaultDirectRateLimiter {
+    let n = NonZeroU32::new(config.ws_admissions_per_sec).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(
+        Quota::per_second(n).allow_burst(n.saturating_mul(NonZeroU32::new(2).unwrap_or(n))),
+    )
+}
+
 /// `GET /v1/ws`: upgrades with small buffers (4 KiB read, unbuffered
-/// writes) so that tens of thousands of idle sockets stay cheap.
+/// writes) so that tens of thousands of idle sockets stay cheap. Over the
+/// admission rate the upgrade is refused with `503 rate_limited` and
+/// `Retry-After: 1` (clients retry with their backoff).
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(shared): State<Arc<Shared>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
 ) -> Response {
+    if shared.admissions.check().is_err() {
+        shared.metrics.admissions_refused.inc();
+        let body = axum::Json(softphone_protocol::ErrorBody {
+            code: ErrorCode::RateLimited,
+            message: "too many new connections; retry in a moment".into(),
+        });
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            body,
+        )
+            .into_response();
+    }
     ws.read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(HARD_LIMIT * 4)

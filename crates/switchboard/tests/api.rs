@@ -476,3 +476,28 @@ async fn logout_and_disabling_close_open_sockets_and_refresh_does_not() {
     let (status, _) = srv.get("/v1/me", Some(&a2.token)).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn new_sockets_over_the_admission_rate_get_503_and_retry_after() {
+    // One a second, bursts of two: the third socket at once is refused
+    // before the upgrade, and the sockets already admitted are unaffected.
+    let srv = TestServer::start_with(|c| c.ws_admissions_per_sec = 1).await;
+    let mut a1 = srv.client("alice", "a1").await;
+    let _b1 = srv.client("bob", "b1").await;
+    let err = tokio_tungstenite::connect_async(&srv.ws_url)
+        .await
+        .expect_err("a third socket at once is refused");
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = err else {
+        panic!("not an HTTP refusal: {err:?}");
+    };
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: serde_json::Value =
+        serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert_eq!(srv.metric("switchboard_admissions_refused_total").await, 1);
+    a1.assert_usable().await;
+    // A second later the bucket has room again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    srv.client("carol", "c1").await.assert_usable().await;
+}
