@@ -55,9 +55,11 @@ async fn a_relay_only_call_carries_audio_through_coturn() {
     // Both ends report the selected pair: relay to relay.
     for (who, events) in [("alice", &mut a_ev), ("bob", &mut b_ev)] {
         let stats = events
-            .wait("stats with a selected pair", |ev| match ev {
+            .wait("stats with a selected pair and packets", |ev| match ev {
                 EngineEvent::Stats { call_id, stats }
-                    if *call_id == call && stats.local_candidate.is_some() =>
+                    if *call_id == call
+                        && stats.local_candidate.is_some()
+                        && stats.packets_received > 0 =>
                 {
                     Some(*stats)
                 }

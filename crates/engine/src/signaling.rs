@@ -36,6 +36,21 @@ use crate::{AuthRefusal, DisconnectReason, EngineConfig, EngineError};
 
 /// Time allowed between opening the socket and the `welcome`: 10 s.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for the TCP (and TLS) connect and the WebSocket upgrade,
+/// so that a node that vanished without a reset (packets dropped) costs
+/// one attempt 5 s, not the kernel's two minutes of SYN retries.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether an error of [`open`] ends signaling for good: a refused token,
+/// or a refusal of the hello that no retry changes (protocol version,
+/// endpoint id). A server failure (`internal`) or a rate limit is not.
+fn is_final(e: &EngineError) -> bool {
+    match e {
+        EngineError::Unauthorized(_) => true,
+        EngineError::Refused { code, .. } => !code.retryable(),
+        _ => false,
+    }
+}
 
 /// The open WebSocket.
 pub type Ws =
@@ -135,9 +150,7 @@ pub async fn open(config: &EngineConfig) -> Result<(Ws, Welcome), EngineError> {
     for server in config.servers() {
         match open_at(config, &server).await {
             Ok(done) => return Ok(done),
-            Err(e @ (EngineError::Unauthorized(_) | EngineError::Refused { .. })) => {
-                return Err(e);
-            }
+            Err(e) if is_final(&e) => return Err(e),
             Err(e) => {
                 tracing::info!(%server, error = %e, "switchboard node not reachable");
                 last = Some(e);
@@ -157,9 +170,16 @@ async fn open_at(config: &EngineConfig, server: &str) -> Result<(Ws, Welcome), E
         url: url.clone(),
         source: e.into(),
     };
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
-        .await
-        .map_err(unreachable)?;
+    let (mut ws, _) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(&url, None, true),
+    )
+    .await
+    .map_err(|_| EngineError::Unreachable {
+        url: url.clone(),
+        source: format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()).into(),
+    })?
+    .map_err(unreachable)?;
     let hello = ClientFrame::new(ClientMessage::Hello {
         token: config.token.clone(),
         device_id: config.endpoint_id.clone(),
@@ -350,14 +370,19 @@ async fn run(
         tracing::info!(%detail, "signaling lost; reconnecting");
         let _ = signals.send(Signal::Reconnecting { detail });
         let mut backoff = Backoff::default();
+        let mut first = true;
         ws = loop {
             tokio::time::sleep(backoff.next(rand::random())).await;
             if signals.is_closed() {
                 return;
             }
-            // The node that dropped us may be gone: each attempt goes to the
-            // next node in turn (the same one when there is only one).
-            at = (at + 1) % servers.len().max(1);
+            // The first attempt goes back to the same node (a blip keeps
+            // the calls it holds); each failed attempt moves to the next
+            // node in turn, so a node that died is left after one try.
+            if !first {
+                at = (at + 1) % servers.len().max(1);
+            }
+            first = false;
             let server = servers
                 .get(at)
                 .map_or(config.server.as_str(), String::as_str);
@@ -373,11 +398,11 @@ async fn run(
                         signals.send(Signal::Closed(DisconnectReason::Unauthorized { refusal }));
                     return;
                 }
-                Err(EngineError::Refused { .. }) => {
+                Err(e) if is_final(&e) => {
                     let _ = signals.send(Signal::Closed(DisconnectReason::BadHello));
                     return;
                 }
-                Err(e) => tracing::debug!(error = %e, "reconnect failed"),
+                Err(e) => tracing::debug!(%server, error = %e, "reconnect failed"),
             }
         };
     }
@@ -660,8 +685,9 @@ mod tests {
             seen_a.recv().await,
             Some((0, ClientMessage::Hello { .. }))
         ));
-        // That node drops the socket (it dies): the reconnect goes to the
-        // next node, not back to the same one.
+        // That node drops the socket and is gone (its listener closed once
+        // its one script ran): the first reconnect tries it again, fails,
+        // and the next attempt goes to the next node.
         let (out, mut signals) = spawn(config, ws, &welcome);
         assert!(matches!(
             signals.recv().await,

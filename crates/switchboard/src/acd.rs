@@ -20,7 +20,12 @@
 //! - **Ring time**: an offer not answered in `ring_ms` lapses and the call
 //!   goes to the next agent, preferring agents not yet offered this call in
 //!   the current round; once every eligible agent was tried, a new round
-//!   starts. A decline counts like a lapse.
+//!   starts. A decline counts like a lapse. An agent who let a call lapse or
+//!   declined it is not offered that call again for one ring time.
+//! - **Presence and queue work are apart**: an agent is offered a call only
+//!   when `available` *and* free (not ringing, talking or in wrap-up); a
+//!   queue call and its wrap-up go on whatever the presence does meanwhile
+//!   (a dropped socket mid-call does not make a talking agent free).
 //! - **Lapses**: an agent who lets `lapse_limit` offers in a row lapse or
 //!   declines them is set away ([`Action::SetAway`]); answering resets the
 //!   count.
@@ -206,9 +211,11 @@ pub struct QueueStats {
     pub average_handle_ms: u64,
 }
 
+/// What an agent is doing for this queue (their presence is apart).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum AgentState {
-    /// Available and free, since `since` (ms).
+enum Activity {
+    /// Free since `since` (ms): the end of their last wrap-up or offer, or
+    /// when they became available.
     Idle { since: u64 },
     /// Ringing with `call` until `until` (ms).
     Ringing {
@@ -216,18 +223,24 @@ enum AgentState {
         until: u64,
         idle_since: u64,
     },
-    /// In a call from this queue since `since` (ms).
-    Talking { since: u64 },
+    /// In `call`, from this queue, since `since` (ms).
+    Talking { call: String, since: u64 },
     /// After-call work until `until` (ms).
     WrapUp { until: u64 },
-    /// Away, offline or in another call.
-    Unavailable(AgentPresence),
 }
 
 #[derive(Debug, Clone)]
 struct Agent {
-    state: AgentState,
+    presence: AgentPresence,
+    activity: Activity,
     lapses: u32,
+}
+
+impl Agent {
+    /// May be offered a call now.
+    fn eligible(&self) -> bool {
+        self.presence == AgentPresence::Available && matches!(self.activity, Activity::Idle { .. })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +251,9 @@ struct Waiting {
     ringing: BTreeSet<AgentId>,
     /// Agents offered this call in the current round.
     tried: BTreeSet<AgentId>,
+    /// Agents who let this call lapse or declined it, and until when (ms)
+    /// they are not offered it again.
+    refused: BTreeMap<AgentId, u64>,
     /// The last position told to the caller.
     told: Option<(usize, u64)>,
 }
@@ -277,35 +293,43 @@ impl Queue {
     }
 
     /// Adds a member in the given presence (and offers them a waiting call
-    /// when they are available).
+    /// when they are available). For a member already there this is
+    /// [`Queue::set_presence`]: their calls and wrap-up are kept.
     pub fn add_member(
         &mut self,
         agent: AgentId,
         presence: AgentPresence,
         now_ms: u64,
     ) -> Vec<Action> {
-        let state = match presence {
-            AgentPresence::Available => AgentState::Idle { since: now_ms },
-            other => AgentState::Unavailable(other),
-        };
-        self.agents.insert(agent, Agent { state, lapses: 0 });
+        if self.agents.contains_key(&agent) {
+            return self.set_presence(agent, presence, now_ms);
+        }
+        self.agents.insert(
+            agent,
+            Agent {
+                presence,
+                activity: Activity::Idle { since: now_ms },
+                lapses: 0,
+            },
+        );
         self.dispatch(now_ms)
     }
 
     /// Removes a member; an offer ringing them is withdrawn and goes on.
     pub fn remove_member(&mut self, agent: AgentId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
-        if let Some(a) = self.agents.remove(&agent) {
-            self.drop_offer(agent, &a.state, Withdrawn::AgentGone, &mut out);
-        }
+        self.withdraw_from(agent, Withdrawn::AgentGone, &mut out);
+        self.agents.remove(&agent);
         out.extend(self.dispatch(now_ms));
         out
     }
 
-    /// The agent's presence changed outside the queue (set available,
-    /// away, signed out, or started another call). An agent talking or in
-    /// wrap-up on a queue call keeps that state until [`Queue::handled`] or
-    /// the end of wrap-up, unless they go offline or away.
+    /// The agent's presence changed outside the queue (available, away,
+    /// signed out, or in a call that is not from this queue). An offer
+    /// ringing an agent who is no longer available is withdrawn. A queue
+    /// call they are in, and its wrap-up, go on whatever the presence: an
+    /// agent whose socket drops mid-call is not offered a second call when
+    /// they come back.
     pub fn set_presence(
         &mut self,
         agent: AgentId,
@@ -313,24 +337,18 @@ impl Queue {
         now_ms: u64,
     ) -> Vec<Action> {
         let mut out = Vec::new();
-        let Some(a) = self.agents.get(&agent) else {
+        let Some(old) = self.agents.get(&agent).map(|a| a.presence) else {
             return out;
         };
-        let old = a.state.clone();
-        let new = match (presence, &old) {
-            (AgentPresence::Available, AgentState::Unavailable(_)) => {
-                Some(AgentState::Idle { since: now_ms })
-            }
-            (AgentPresence::Available, _) => None,
-            (AgentPresence::OnCall, AgentState::Talking { .. } | AgentState::WrapUp { .. }) => None,
-            (p, _) => Some(AgentState::Unavailable(p)),
-        };
-        if let Some(state) = new {
-            self.drop_offer(agent, &old, Withdrawn::AgentGone, &mut out);
-            if let Some(a) = self.agents.get_mut(&agent) {
-                a.state = state;
-                if presence == AgentPresence::Available {
-                    a.lapses = 0;
+        if presence != AgentPresence::Available {
+            self.withdraw_from(agent, Withdrawn::AgentGone, &mut out);
+        }
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.presence = presence;
+            if presence == AgentPresence::Available && old != AgentPresence::Available {
+                a.lapses = 0;
+                if let Activity::Idle { since } = &mut a.activity {
+                    *since = now_ms;
                 }
             }
         }
@@ -346,19 +364,21 @@ impl Queue {
             since: now_ms,
             ringing: BTreeSet::new(),
             tried: BTreeSet::new(),
+            refused: BTreeMap::new(),
             told: None,
         });
         self.dispatch(now_ms)
     }
 
     /// The agent declined the offer: it counts as a lapse, and the call goes
-    /// to the next agent.
+    /// to the next agent. A decline of an offer the agent does not hold
+    /// changes nothing.
     pub fn decline(&mut self, call: &str, agent: AgentId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         let ringing = self
             .agents
             .get(&agent)
-            .is_some_and(|a| matches!(&a.state, AgentState::Ringing { call: c, .. } if c == call));
+            .is_some_and(|a| matches!(&a.activity, Activity::Ringing { call: c, .. } if c == call));
         if ringing {
             self.lapse(agent, now_ms, &mut out);
         }
@@ -394,7 +414,7 @@ impl Queue {
         };
         let mut out = Vec::new();
         for other in w.ringing.iter().copied().filter(|a| *a != agent) {
-            self.free(other, now_ms);
+            self.free(other);
             out.push(Action::Withdraw {
                 call: call.to_string(),
                 agent: other,
@@ -402,12 +422,15 @@ impl Queue {
             });
         }
         if let Some(a) = self.agents.get_mut(&agent) {
-            a.state = AgentState::Talking { since: now_ms };
+            a.activity = Activity::Talking {
+                call: call.to_string(),
+                since: now_ms,
+            };
             a.lapses = 0;
         }
         let waited = now_ms.saturating_sub(w.since);
         self.stats.answered += 1;
-        self.wait_ms_total += waited;
+        self.wait_ms_total = self.wait_ms_total.saturating_add(waited);
         if waited <= SERVICE_LEVEL_MS {
             self.stats.answered_in_time += 1;
         }
@@ -422,39 +445,48 @@ impl Queue {
             return Vec::new();
         };
         self.stats.abandoned += 1;
-        let mut out = self.remove_waiting(i, now_ms);
+        let mut out = self.remove_waiting(i);
         out.extend(self.dispatch(now_ms));
         out
     }
 
-    /// The agent's queue call ended: wrap-up starts (or, with no wrap-up
-    /// time, the agent is available again).
-    pub fn handled(&mut self, agent: AgentId, now_ms: u64) -> Vec<Action> {
+    /// The agent's queue call `call` ended: wrap-up starts (or, with no
+    /// wrap-up time, the agent is free again). Anything else changes
+    /// nothing.
+    pub fn handled(&mut self, agent: AgentId, call: &str, now_ms: u64) -> Vec<Action> {
+        let wrap_up_ms = self.config.wrap_up_ms;
         let Some(a) = self.agents.get_mut(&agent) else {
             return Vec::new();
         };
-        if let AgentState::Talking { since } = a.state {
-            let until = now_ms + self.config.wrap_up_ms;
-            a.state = if self.config.wrap_up_ms == 0 {
-                AgentState::Idle { since: now_ms }
-            } else {
-                AgentState::WrapUp { until }
-            };
-            self.handled += 1;
-            self.handle_ms_total += until.saturating_sub(since);
+        let Activity::Talking { call: c, since } = &a.activity else {
+            return Vec::new();
+        };
+        if c != call {
+            return Vec::new();
         }
+        let until = now_ms.saturating_add(wrap_up_ms);
+        self.handled += 1;
+        self.handle_ms_total = self
+            .handle_ms_total
+            .saturating_add(until.saturating_sub(*since));
+        a.activity = if wrap_up_ms == 0 {
+            Activity::Idle { since: now_ms }
+        } else {
+            Activity::WrapUp { until }
+        };
         self.dispatch(now_ms)
     }
 
     /// Runs what time brings: offers that rang out, callers at the maximum
-    /// wait, wrap-ups that ended. Call it at [`Queue::next_deadline`].
+    /// wait, wrap-ups and refusal cool-downs that ended. Call it at
+    /// [`Queue::next_deadline`].
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         let rang_out: Vec<AgentId> = self
             .agents
             .iter()
             .filter(
-                |(_, a)| matches!(a.state, AgentState::Ringing { until, .. } if until <= now_ms),
+                |(_, a)| matches!(a.activity, Activity::Ringing { until, .. } if until <= now_ms),
             )
             .map(|(id, _)| *id)
             .collect();
@@ -462,19 +494,20 @@ impl Queue {
             self.lapse(agent, now_ms, &mut out);
         }
         for a in self.agents.values_mut() {
-            if let AgentState::WrapUp { until } = a.state
+            if let Activity::WrapUp { until } = a.activity
                 && until <= now_ms
             {
-                a.state = AgentState::Idle { since: until };
+                a.activity = Activity::Idle { since: until };
             }
         }
+        let max_wait = self.config.max_wait_ms;
         while let Some(i) = self
             .waiting
             .iter()
-            .position(|w| now_ms.saturating_sub(w.since) >= self.config.max_wait_ms)
+            .position(|w| now_ms.saturating_sub(w.since) >= max_wait)
         {
             let call = self.waiting[i].call.clone();
-            out.extend(self.remove_waiting(i, now_ms));
+            out.extend(self.remove_waiting(i));
             let outcome = match &self.config.at_max_wait {
                 AtMaxWait::NoAnswer => Leave::NoAnswer,
                 AtMaxWait::Overflow(q) => Leave::Overflow(q.clone()),
@@ -487,37 +520,35 @@ impl Queue {
 
     /// When [`Queue::tick`] next has something to do, ms since the epoch.
     pub fn next_deadline(&self) -> Option<u64> {
-        let agents = self.agents.values().filter_map(|a| match a.state {
-            AgentState::Ringing { until, .. } | AgentState::WrapUp { until } => Some(until),
+        let agents = self.agents.values().filter_map(|a| match a.activity {
+            Activity::Ringing { until, .. } | Activity::WrapUp { until } => Some(until),
             _ => None,
         });
-        let waits = self
-            .waiting
-            .iter()
-            .map(|w| w.since + self.config.max_wait_ms);
+        let waits = self.waiting.iter().flat_map(|w| {
+            std::iter::once(w.since.saturating_add(self.config.max_wait_ms))
+                .chain(w.refused.values().copied())
+        });
         agents.chain(waits).min()
     }
 
     /// The queue's figures now.
     pub fn stats(&self, now_ms: u64) -> QueueStats {
-        let count =
-            |f: fn(&AgentState) -> bool| self.agents.values().filter(|a| f(&a.state)).count();
+        let count = |f: &dyn Fn(&Agent) -> bool| self.agents.values().filter(|a| f(a)).count();
         QueueStats {
             waiting: self.waiting.len(),
             longest_wait_ms: self
                 .waiting
                 .front()
                 .map_or(0, |w| now_ms.saturating_sub(w.since)),
-            agents_available: count(|s| {
-                matches!(s, AgentState::Idle { .. } | AgentState::Ringing { .. })
+            agents_available: count(&|a| {
+                a.presence == AgentPresence::Available
+                    && matches!(a.activity, Activity::Idle { .. } | Activity::Ringing { .. })
             }),
-            agents_busy: count(|s| {
-                matches!(
-                    s,
-                    AgentState::Talking { .. } | AgentState::Unavailable(AgentPresence::OnCall)
-                )
+            agents_busy: count(&|a| {
+                matches!(a.activity, Activity::Talking { .. })
+                    || a.presence == AgentPresence::OnCall
             }),
-            agents_wrap_up: count(|s| matches!(s, AgentState::WrapUp { .. })),
+            agents_wrap_up: count(&|a| matches!(a.activity, Activity::WrapUp { .. })),
             average_wait_ms: self
                 .wait_ms_total
                 .checked_div(self.stats.answered)
@@ -532,11 +563,11 @@ impl Queue {
     }
 
     /// Takes a waiting call out, withdrawing its offers.
-    fn remove_waiting(&mut self, i: usize, now_ms: u64) -> Vec<Action> {
+    fn remove_waiting(&mut self, i: usize) -> Vec<Action> {
         let mut out = Vec::new();
         if let Some(w) = self.waiting.remove(i) {
             for agent in w.ringing {
-                self.free(agent, now_ms);
+                self.free(agent);
                 out.push(Action::Withdraw {
                     call: w.call.clone(),
                     agent,
@@ -548,69 +579,60 @@ impl Queue {
     }
 
     /// An agent ringing with a call is free again, idle as before the offer.
-    fn free(&mut self, agent: AgentId, _now_ms: u64) {
+    fn free(&mut self, agent: AgentId) {
         if let Some(a) = self.agents.get_mut(&agent)
-            && let AgentState::Ringing { idle_since, .. } = a.state
+            && let Activity::Ringing { idle_since, .. } = a.activity
         {
-            a.state = AgentState::Idle { since: idle_since };
+            a.activity = Activity::Idle { since: idle_since };
         }
     }
 
-    /// The agent's offer lapsed or was declined: free them, count it, and
-    /// set them away at the limit.
-    fn lapse(&mut self, agent: AgentId, now_ms: u64, out: &mut Vec<Action>) {
-        let Some(a) = self.agents.get(&agent) else {
-            return;
-        };
-        let AgentState::Ringing { call, .. } = a.state.clone() else {
+    /// Withdraws the offer ringing `agent`, if any.
+    fn withdraw_from(&mut self, agent: AgentId, why: Withdrawn, out: &mut Vec<Action>) {
+        let Some(Activity::Ringing { call, .. }) =
+            self.agents.get(&agent).map(|a| a.activity.clone())
+        else {
             return;
         };
         if let Some(w) = self.waiting.iter_mut().find(|w| w.call == call) {
             w.ringing.remove(&agent);
         }
-        out.push(Action::Withdraw {
-            call,
-            agent,
-            why: Withdrawn::Lapsed,
-        });
-        self.free(agent, now_ms);
+        self.free(agent);
+        out.push(Action::Withdraw { call, agent, why });
+    }
+
+    /// The agent's offer lapsed or was declined: free them, keep the call
+    /// from them for one ring time, count it, and set them away at the
+    /// limit.
+    fn lapse(&mut self, agent: AgentId, now_ms: u64, out: &mut Vec<Action>) {
+        let Some(Activity::Ringing { call, .. }) =
+            self.agents.get(&agent).map(|a| a.activity.clone())
+        else {
+            return;
+        };
+        let cool_down = now_ms.saturating_add(self.config.ring_ms);
+        if let Some(w) = self.waiting.iter_mut().find(|w| w.call == call) {
+            w.refused.insert(agent, cool_down);
+        }
+        self.withdraw_from(agent, Withdrawn::Lapsed, out);
         if let Some(a) = self.agents.get_mut(&agent) {
             a.lapses += 1;
             if self.config.lapse_limit > 0 && a.lapses >= self.config.lapse_limit {
-                a.state = AgentState::Unavailable(AgentPresence::Away);
+                a.presence = AgentPresence::Away;
                 a.lapses = 0;
                 out.push(Action::SetAway { agent });
             }
         }
     }
 
-    /// Withdraws the offer an agent leaving `old` was ringing with.
-    fn drop_offer(
-        &mut self,
-        agent: AgentId,
-        old: &AgentState,
-        why: Withdrawn,
-        out: &mut Vec<Action>,
-    ) {
-        if let AgentState::Ringing { call, .. } = old {
-            if let Some(w) = self.waiting.iter_mut().find(|w| w.call == *call) {
-                w.ringing.remove(&agent);
-            }
-            out.push(Action::Withdraw {
-                call: call.clone(),
-                agent,
-                why,
-            });
-        }
-    }
-
-    /// Idle agents in the order the strategy offers them.
-    fn idle_in_order(&self) -> Vec<AgentId> {
+    /// Eligible agents in the order the strategy offers them.
+    fn eligible_in_order(&self) -> Vec<AgentId> {
         let mut idle: Vec<(AgentId, u64)> = self
             .agents
             .iter()
-            .filter_map(|(id, a)| match a.state {
-                AgentState::Idle { since } => Some((*id, since)),
+            .filter(|(_, a)| a.eligible())
+            .filter_map(|(id, a)| match a.activity {
+                Activity::Idle { since } => Some((*id, since)),
                 _ => None,
             })
             .collect();
@@ -626,41 +648,40 @@ impl Queue {
         idle.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Offers waiting calls, longest waiting first, to idle agents; then
+    /// Offers waiting calls, longest waiting first, to eligible agents; then
     /// tells callers whose position or estimate changed.
     fn dispatch(&mut self, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
-        let mut idle = self.idle_in_order();
+        let mut free = self.eligible_in_order();
+        let ring_all = self.config.strategy == Strategy::RingAll;
         for i in 0..self.waiting.len() {
-            if idle.is_empty() {
-                break;
-            }
-            let w = &self.waiting[i];
-            if !w.ringing.is_empty() && self.config.strategy != Strategy::RingAll {
+            let w = &mut self.waiting[i];
+            w.refused.retain(|_, until| *until > now_ms);
+            if free.is_empty() || (!w.ringing.is_empty() && !ring_all) {
                 continue;
             }
-            // Prefer agents not yet offered this call in this round; when
-            // every idle agent was, a new round starts.
-            let fresh: Vec<AgentId> = idle
+            let allowed: Vec<AgentId> = free
                 .iter()
                 .copied()
-                .filter(|a| !w.tried.contains(a))
+                .filter(|a| !w.refused.contains_key(a))
                 .collect();
-            let pool = if fresh.is_empty() {
-                idle.clone()
+            let chosen: Vec<AgentId> = if ring_all {
+                allowed
             } else {
-                fresh
-            };
-            let chosen: Vec<AgentId> = match self.config.strategy {
-                Strategy::RingAll => pool,
-                _ => pool.into_iter().take(1).collect(),
+                // Agents not yet offered this call in this round first;
+                // when every allowed agent was, a new round starts.
+                let fresh = allowed.iter().copied().find(|a| !w.tried.contains(a));
+                match (fresh, allowed.first().copied()) {
+                    (Some(a), _) => vec![a],
+                    (None, Some(a)) => {
+                        w.tried.clear();
+                        vec![a]
+                    }
+                    (None, None) => Vec::new(),
+                }
             };
             if chosen.is_empty() {
                 continue;
-            }
-            let w = &mut self.waiting[i];
-            if chosen.iter().all(|a| w.tried.contains(a)) {
-                w.tried.clear();
             }
             let call = w.call.clone();
             for agent in &chosen {
@@ -668,15 +689,15 @@ impl Queue {
                 w.tried.insert(*agent);
             }
             for agent in chosen {
-                idle.retain(|a| *a != agent);
+                free.retain(|a| *a != agent);
                 if let Some(a) = self.agents.get_mut(&agent) {
-                    let idle_since = match a.state {
-                        AgentState::Idle { since } => since,
+                    let idle_since = match a.activity {
+                        Activity::Idle { since } => since,
                         _ => now_ms,
                     };
-                    a.state = AgentState::Ringing {
+                    a.activity = Activity::Ringing {
                         call: call.clone(),
-                        until: now_ms + self.config.ring_ms,
+                        until: now_ms.saturating_add(self.config.ring_ms),
                         idle_since,
                     };
                 }
@@ -697,7 +718,10 @@ impl Queue {
         let staffed = self
             .agents
             .values()
-            .filter(|a| !matches!(a.state, AgentState::Unavailable(_)))
+            .filter(|a| {
+                a.presence == AgentPresence::Available
+                    || !matches!(a.activity, Activity::Idle { .. })
+            })
             .count()
             .max(1) as u64;
         let handle_ms = self
@@ -707,7 +731,7 @@ impl Queue {
         for (i, w) in self.waiting.iter_mut().enumerate() {
             let position = i + 1;
             let ewt_ms = if w.ringing.is_empty() {
-                position as u64 * handle_ms / staffed
+                (position as u64).saturating_mul(handle_ms) / staffed
             } else {
                 0
             };

@@ -202,7 +202,11 @@ impl Config {
         if !self.turn_urls.is_empty() && self.turn_secret.is_none() {
             return Err(Error::Config("turn_urls need turn_secret".into()));
         }
-        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 16)
+        {
             return Err(Error::Config(
                 "metrics_token must be at least 16 characters".into(),
             ));

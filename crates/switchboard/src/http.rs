@@ -96,12 +96,19 @@ impl LoginLimits {
 
     fn check(&self, ip: IpAddr, account: String) -> Result<(), ApiError> {
         let clock = DefaultClock::default();
+        let now = clock.now();
         let wait = match (
             self.per_ip.check_key(&ip),
             self.per_account.check_key(&account),
         ) {
-            (Err(n), _) | (_, Err(n)) => n.wait_time_from(clock.now()),
-            _ => return Ok(()),
+            (Ok(_), Ok(_)) => return Ok(()),
+            // The longer of the two waits: after it, both let the attempt in.
+            (ip, account) => [ip.err(), account.err()]
+                .into_iter()
+                .flatten()
+                .map(|n| n.wait_time_from(now))
+                .max()
+                .unwrap_or_default(),
         };
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -330,7 +337,7 @@ async fn login(
 async fn logout(State(s): State<Arc<Shared>>, auth: Auth) -> Result<StatusCode, ApiError> {
     s.store.revoke(&auth.token).await?;
     let login = auth.user.login_id;
-    let closed = crate::ws::close_logins(&s, |l| l == login, "logged out");
+    let closed = crate::ws::close_logins(&s, |l| !l.is_empty() && l == login, "logged out");
     tracing::info!(sockets = closed, "logged out");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -443,7 +450,7 @@ async fn healthz() -> &'static str {
 
 /// `GET /v1/metrics`, for the holder of [`Config::metrics_token`] only.
 async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let Some(want) = s.config.metrics_token.as_deref() else {
+    let Some(want) = s.config.metrics_token.as_deref().map(str::trim) else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,

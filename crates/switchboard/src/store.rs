@@ -46,7 +46,8 @@ pub struct AuthedUser {
     pub token_expires_at_ms: u64,
     /// The login this token belongs to (32 hex digits): stable when the
     /// token is refreshed, gone after logout or when the user is disabled.
-    /// Sockets are closed when their login is gone ([`Store::live_logins`]).
+    /// Sockets are closed when their login is ended ([`Store::ended_logins`]).
+    /// Empty for a session row older than migration 0002.
     pub login_id: String,
 }
 
@@ -117,7 +118,8 @@ impl From<NamesRow> for Callee {
 /// A session joined with its user, as `hello` and the HTTP API resolve it.
 #[derive(FromRow)]
 struct TokenRow {
-    login_id: String,
+    /// NULL only in a row written by a binary older than migration 0002.
+    login_id: Option<String>,
     expires_at_ms: i64,
     user_id: UserId,
     tenant_id: TenantId,
@@ -335,6 +337,16 @@ impl Store {
         }
         if disabled {
             sqlx::query(
+                "INSERT OR IGNORE INTO ended_logins (login_id, ended_at_ms)
+                 SELECT login_id, ? FROM sessions WHERE login_id IS NOT NULL AND user_id =
+                 (SELECT id FROM users WHERE tenant_id = ? AND username = ?)",
+            )
+            .bind(now_ms() as i64)
+            .bind(tenant_id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
                 "DELETE FROM sessions WHERE user_id =
                  (SELECT id FROM users WHERE tenant_id = ? AND username = ?)",
             )
@@ -482,20 +494,32 @@ impl Store {
                 display_name: r.display_name,
             },
             token_expires_at_ms: expires,
-            login_id: r.login_id,
+            login_id: r.login_id.unwrap_or_default(),
         }))
     }
 
-    /// Revokes a token (logout, refresh). Revoking an unknown token is not an
-    /// error.
+    /// Revokes a token and ends its login (logout): the login is recorded
+    /// as ended, so that every node closes its sockets
+    /// ([`Self::ended_logins`]). Revoking an unknown token is not an error.
     ///
     /// # Errors
     /// [`Error::Database`].
     pub async fn revoke(&self, token: &str) -> Result<(), Error> {
+        let hash = token_hash(token).to_vec();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO ended_logins (login_id, ended_at_ms)
+             SELECT login_id, ? FROM sessions WHERE token_hash = ? AND login_id IS NOT NULL",
+        )
+        .bind(now_ms() as i64)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-            .bind(token_hash(token).to_vec())
-            .execute(&self.pool)
+            .bind(&hash)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -525,30 +549,28 @@ impl Store {
         Ok((done.rows_affected() == 1).then_some((fresh, expires)))
     }
 
-    /// Which of `login_ids` still stand: the login exists (not logged out)
-    /// and its user is not disabled. Expiry does not end a login here: a
-    /// socket outlives its token's lifetime, its next `hello` does not.
+    /// Which of `login_ids` were ended on purpose (logout, user disabled)
+    /// in the last day. Expiry does not end a login: a socket outlives its
+    /// token's lifetime (its next `hello` does not), also once the expired
+    /// session row is purged.
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn live_logins(
+    pub async fn ended_logins(
         &self,
         login_ids: &[String],
     ) -> Result<std::collections::HashSet<String>, Error> {
-        let mut live = std::collections::HashSet::new();
+        let mut ended = std::collections::HashSet::new();
         for chunk in login_ids.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(",");
-            let sql = format!(
-                "SELECT s.login_id FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE u.disabled = 0 AND s.login_id IN ({marks})"
-            );
+            let sql = format!("SELECT login_id FROM ended_logins WHERE login_id IN ({marks})");
             let mut q = sqlx::query_scalar::<_, String>(&sql);
             for id in chunk {
                 q = q.bind(id);
             }
-            live.extend(q.fetch_all(&self.pool).await?);
+            ended.extend(q.fetch_all(&self.pool).await?);
         }
-        Ok(live)
+        Ok(ended)
     }
 
     /// Deletes sessions expired before now; returns how many.
@@ -556,8 +578,14 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn purge_expired_sessions(&self) -> Result<u64, Error> {
+        let now = now_ms() as i64;
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= ?")
-            .bind(now_ms() as i64)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        // Every node has swept many times in a day.
+        sqlx::query("DELETE FROM ended_logins WHERE ended_at_ms <= ?")
+            .bind(now - 86_400_000)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())

@@ -58,6 +58,9 @@ pub(crate) struct ConnHandle {
     pub kill: Arc<Notify>,
     /// The login the socket authenticated with ([`AuthedUser::login_id`]).
     pub login: String,
+    /// Set once the socket was told to close for its login, so that a later
+    /// sweep neither tells nor counts it again.
+    pub closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The hub, the sockets it routes to, and the CDR queue: everything one
@@ -252,6 +255,7 @@ async fn serve_socket(
         tx: tx.clone(),
         kill: kill.clone(),
         login: who.login_id.clone(),
+        closing: Arc::default(),
     };
     let parts = WelcomeParts {
         session_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -646,6 +650,9 @@ pub(crate) fn close_logins(
     let r = shared.routing();
     let mut n = 0;
     for h in r.sockets.values().filter(|h| gone(&h.login)) {
+        if h.closing.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            continue;
+        }
         if h.tx
             .try_send(ConnCmd::Close(close_code::UNAUTHORIZED, reason))
             .is_err()
@@ -658,7 +665,7 @@ pub(crate) fn close_logins(
     n
 }
 
-/// Closes (4001) the sockets of this node whose login has ended in the
+/// Closes (4001) the sockets of this node whose login was ended in the
 /// store: logged out on any node, or the user disabled (also by the admin
 /// CLI in another process). Returns how many were closed.
 ///
@@ -666,18 +673,20 @@ pub(crate) fn close_logins(
 /// [`crate::Error::Database`] when the store cannot be read; nothing is
 /// closed then.
 pub(crate) async fn close_ended_logins(shared: &Arc<Shared>) -> Result<usize, crate::Error> {
-    let asked: std::collections::HashSet<String> = shared
+    let asked: Vec<String> = shared
         .routing()
         .sockets
         .values()
+        .filter(|h| !h.login.is_empty())
         .map(|h| h.login.clone())
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
         .collect();
-    let list: Vec<String> = asked.iter().cloned().collect();
-    let live = shared.store.live_logins(&list).await?;
+    let ended = shared.store.ended_logins(&asked).await?;
     shared.metrics.login_sweeps.inc();
     Ok(close_logins(
         shared,
-        |l| asked.contains(l) && !live.contains(l),
+        |l| ended.contains(l),
         "logged out or disabled",
     ))
 }

@@ -482,8 +482,13 @@ async fn new_sockets_over_the_admission_rate_get_503_and_retry_after() {
     // One a second, bursts of two: the third socket at once is refused
     // before the upgrade, and the sockets already admitted are unaffected.
     let srv = TestServer::start_with(|c| c.ws_admissions_per_sec = 1).await;
-    let mut a1 = srv.client("alice", "a1").await;
-    let _b1 = srv.client("bob", "b1").await;
+    // Log in first (argon2 takes time), then connect back to back.
+    let (alice, bob) = (
+        srv.login("acme", "alice").await,
+        srv.login("acme", "bob").await,
+    );
+    let mut a1 = srv.connect(&alice, "alice", "a1").await;
+    let _b1 = srv.connect(&bob, "bob", "b1").await;
     let err = tokio_tungstenite::connect_async(&srv.ws_url)
         .await
         .expect_err("a third socket at once is refused");

@@ -59,7 +59,8 @@ fn longest_idle_offers_the_agent_idle_longest_and_idle_restarts_after_wrap_up() 
     assert_eq!(offers(&q.enqueue("c2", 13_000)), [offer("c2", 2)]);
     q.answer("c2", 2, 14_000).unwrap();
     // Agent 1 hangs up and wraps up until 50 000; agent 3 is idle longest.
-    q.handled(1, 20_000);
+    assert!(q.handled(1, "c2", 20_000).is_empty(), "not agent 1's call");
+    q.handled(1, "c1", 20_000);
     assert_eq!(offers(&q.enqueue("c3", 21_000)), [offer("c3", 3)]);
     q.answer("c3", 3, 22_000).unwrap();
     assert_eq!(q.next_deadline(), Some(20_000 + WRAP));
@@ -80,7 +81,7 @@ fn round_robin_takes_members_in_turn() {
         assert_eq!(o.len(), 1, "{o:?}");
         order.push(o[0].1);
         q.answer(call, o[0].1, now).unwrap();
-        q.handled(o[0].1, now);
+        q.handled(o[0].1, call, now);
         q.tick(now + WRAP);
     }
     assert_eq!(order, [1, 2, 3, 1]);
@@ -128,12 +129,17 @@ fn an_unanswered_offer_lapses_after_the_ring_time_and_goes_to_the_next_agent() {
     let a = q.tick(10_000 + RING);
     assert_eq!(withdrawals(&a), [("c1".into(), 1, Withdrawn::Lapsed)]);
     assert_eq!(offers(&a), [offer("c1", 2)]);
-    // Declining is like a lapse: on to the last untried agent...
+    // Declining is like a lapse: on to the last untried agent.
     assert_eq!(offers(&q.decline("c1", 2, 26_000)), [offer("c1", 3)]);
-    // ...and once all were tried, a new round starts with the first.
-    assert_eq!(offers(&q.decline("c1", 3, 27_000)), [offer("c1", 1)]);
     // A decline of an offer the agent does not hold changes nothing.
-    assert!(offers(&q.decline("c1", 3, 27_500)).is_empty());
+    assert!(q.decline("c1", 2, 26_500).is_empty());
+    // All three refused it: nobody is offered it again for one ring time,
+    // then a new round starts with the first.
+    let a = q.decline("c1", 3, 27_000);
+    assert!(offers(&a).is_empty(), "{a:?}");
+    assert_eq!(q.next_deadline(), Some(25_000 + RING));
+    assert!(offers(&q.tick(25_000 + RING - 1)).is_empty());
+    assert_eq!(offers(&q.tick(25_000 + RING)), [offer("c1", 1)]);
 }
 
 #[test]
@@ -143,10 +149,16 @@ fn an_agent_who_lets_offers_lapse_three_times_in_a_row_is_set_away() {
     assert_eq!(offers(&q.enqueue("c1", 1_000)), [offer("c1", 7)]);
     let mut now = 1_000;
     for lapse in 1..=3 {
+        // The offer rings out; the call is not offered back at once...
         now += RING;
         let a = q.tick(now);
+        assert_eq!(withdrawals(&a), [("c1".into(), 7, Withdrawn::Lapsed)]);
         let away = a.contains(&Action::SetAway { agent: 7 });
         assert_eq!(away, lapse == 3, "lapse {lapse}: {a:?}");
+        assert!(offers(&a).is_empty(), "{a:?}");
+        // ...but one ring time later, unless the agent is away now.
+        now += RING;
+        let a = q.tick(now);
         assert_eq!(offers(&a).len(), usize::from(lapse < 3), "{a:?}");
     }
     // Away: not offered, the caller waits.
@@ -286,7 +298,7 @@ fn callers_are_told_their_position_and_estimated_wait_when_it_changes() {
     q2.add_member(1, AgentPresence::Available, 0);
     q2.enqueue("x", 0);
     q2.answer("x", 1, 1_000).unwrap();
-    q2.handled(1, 61_000);
+    q2.handled(1, "x", 61_000);
     // One handled call: 60 s talk + 30 s wrap-up = 90 s handle time.
     let a = q2.enqueue("y", 62_000);
     assert_eq!(pos(&a), [("y".into(), 1, 90_000)]);
@@ -300,7 +312,7 @@ fn stats_count_offers_answers_service_level_and_averages() {
     q.enqueue("slow", 20_000);
     q.tick(20_000 + RING);
     q.answer("slow", 3, 50_000).unwrap();
-    q.handled(1, 75_000);
+    q.handled(1, "fast", 75_000);
     let s = q.stats(80_000);
     assert_eq!(s.entered, 2);
     assert_eq!(s.offered, 3, "fast to 1, slow to 2 then 3");
@@ -314,10 +326,58 @@ fn stats_count_offers_answers_service_level_and_averages() {
     );
 }
 
-/// Random events against the invariants: an agent rings with at most one
-/// call; outside `ring_all` a call rings at most one agent; every caller
-/// that entered is waiting, answered, abandoned or gone at the maximum —
-/// never lost, never answered twice.
+#[test]
+fn a_talking_agent_whose_socket_drops_is_not_offered_a_second_call() {
+    let mut q = queue(Strategy::LongestIdle);
+    q.add_member(1, AgentPresence::Available, 0);
+    q.enqueue("c1", 1_000);
+    q.answer("c1", 1, 2_000).unwrap();
+    // Offline and back (reconnect grace) mid-call: still talking.
+    q.set_presence(1, AgentPresence::Offline, 3_000);
+    q.set_presence(1, AgentPresence::Available, 4_000);
+    assert!(offers(&q.enqueue("c2", 5_000)).is_empty());
+    // Adding the member again changes nothing either.
+    assert!(offers(&q.add_member(1, AgentPresence::Available, 5_500)).is_empty());
+    // The call ends: wrap-up, then c2.
+    assert!(offers(&q.handled(1, "c1", 6_000)).is_empty());
+    assert_eq!(offers(&q.tick(6_000 + WRAP)), [offer("c2", 1)]);
+}
+
+#[test]
+fn in_ring_all_a_decline_does_not_ring_the_decliner_again_at_once() {
+    let mut q = staffed(Strategy::RingAll);
+    q.enqueue("c1", 10_000);
+    let a = q.decline("c1", 2, 11_000);
+    assert_eq!(withdrawals(&a), [("c1".into(), 2, Withdrawn::Lapsed)]);
+    assert!(offers(&a).is_empty(), "{a:?}");
+    // A fourth agent signing in is rung with the others.
+    assert_eq!(
+        offers(&q.add_member(4, AgentPresence::Available, 12_000)),
+        [offer("c1", 4)]
+    );
+    assert_eq!(q.stats(12_000).agents_available, 4);
+}
+
+#[test]
+fn times_near_the_end_of_u64_do_not_overflow() {
+    let mut q = queue(Strategy::LongestIdle);
+    q.config.max_wait_ms = u64::MAX;
+    q.config.ring_ms = u64::MAX;
+    q.add_member(1, AgentPresence::Available, 0);
+    q.enqueue("c1", 1_000);
+    assert_eq!(q.next_deadline(), Some(u64::MAX));
+    assert!(
+        q.tick(2_000)
+            .iter()
+            .all(|a| !matches!(a, Action::Leave { .. }))
+    );
+}
+
+/// Random events against the invariants: offers go only to members who
+/// are available and free; an agent rings with at most one call; outside
+/// `ring_all` a call rings at most one agent; every caller that entered is
+/// waiting, answered, abandoned or gone at the maximum — never lost, never
+/// answered twice.
 #[test]
 fn random_traffic_never_double_offers_or_loses_a_caller() {
     for strategy in [
@@ -334,8 +394,11 @@ fn random_traffic_never_double_offers_or_loses_a_caller() {
             seed % n
         };
         let mut now = 0;
+        // The test's own model of the agents.
+        let mut available: BTreeSet<AgentId> = (1..=5).collect();
+        let mut members: BTreeSet<AgentId> = (1..=5).collect();
         let mut ringing: BTreeMap<AgentId, String> = BTreeMap::new();
-        let mut talking: BTreeSet<AgentId> = BTreeSet::new();
+        let mut talking: BTreeMap<AgentId, String> = BTreeMap::new();
         let (mut entered, mut answered, mut abandoned, mut left) = (0u64, 0u64, 0u64, 0u64);
         let mut waiting: Vec<String> = Vec::new();
         for agent in 1..=5 {
@@ -343,31 +406,37 @@ fn random_traffic_never_double_offers_or_loses_a_caller() {
         }
         for step in 0..5_000 {
             now += rand(4_000);
-            let actions = match rand(8) {
+            let pick = |m: &BTreeMap<AgentId, String>, r: u64| {
+                m.iter().nth(r as usize).map(|(a, c)| (*a, c.clone()))
+            };
+            let actions = match rand(10) {
                 0 | 1 => {
                     entered += 1;
                     let call = format!("c{step}");
                     waiting.push(call.clone());
                     q.enqueue(&call, now)
                 }
-                2 | 3 => match ringing.iter().nth(rand(5) as usize) {
+                2 | 3 => match pick(&ringing, rand(5)) {
                     Some((agent, call)) => {
-                        let (agent, call) = (*agent, call.clone());
                         let a = q
                             .answer(&call, agent, now)
                             .expect("a ringing offer can be answered");
+                        assert_eq!(
+                            q.answer(&call, agent, now),
+                            Err(AcdError::NotWaiting(call.clone()))
+                        );
                         answered += 1;
                         waiting.retain(|c| *c != call);
                         ringing.remove(&agent);
-                        talking.insert(agent);
+                        talking.insert(agent, call);
                         a
                     }
                     None => q.tick(now),
                 },
-                4 => match talking.iter().next().copied() {
-                    Some(agent) => {
+                4 => match pick(&talking, rand(5)) {
+                    Some((agent, call)) => {
                         talking.remove(&agent);
-                        q.handled(agent, now)
+                        q.handled(agent, &call, now)
                     }
                     None => q.tick(now),
                 },
@@ -378,11 +447,35 @@ fn random_traffic_never_double_offers_or_loses_a_caller() {
                 }
                 6 => {
                     let agent = 1 + rand(5) as AgentId;
-                    let p = [AgentPresence::Available, AgentPresence::Away][rand(2) as usize];
-                    if talking.contains(&agent) {
+                    let p = [
+                        AgentPresence::Available,
+                        AgentPresence::Away,
+                        AgentPresence::Offline,
+                        AgentPresence::OnCall,
+                    ][rand(4) as usize];
+                    if p == AgentPresence::Available {
+                        available.insert(agent);
+                    } else {
+                        available.remove(&agent);
+                    }
+                    if members.contains(&agent) {
+                        q.set_presence(agent, p, now)
+                    } else {
+                        members.insert(agent);
+                        q.add_member(agent, p, now)
+                    }
+                }
+                7 => match pick(&ringing, rand(5)) {
+                    Some((agent, call)) => q.decline(&call, agent, now),
+                    None => q.tick(now),
+                },
+                8 => {
+                    let agent = 1 + rand(5) as AgentId;
+                    if talking.contains_key(&agent) {
                         q.tick(now)
                     } else {
-                        q.set_presence(agent, p, now)
+                        members.remove(&agent);
+                        q.remove_member(agent, now)
                     }
                 }
                 _ => q.tick(now),
@@ -391,12 +484,16 @@ fn random_traffic_never_double_offers_or_loses_a_caller() {
                 match a {
                     Action::Offer { call, agent } => {
                         assert!(
-                            ringing.insert(agent, call.clone()).is_none(),
-                            "{strategy:?}: agent {agent} offered two calls"
+                            members.contains(&agent) && available.contains(&agent),
+                            "{strategy:?}: offer to {agent}, not available"
                         );
                         assert!(
-                            !talking.contains(&agent),
+                            !talking.contains_key(&agent),
                             "{strategy:?}: offer to a talking agent"
+                        );
+                        assert!(
+                            ringing.insert(agent, call.clone()).is_none(),
+                            "{strategy:?}: agent {agent} offered two calls"
                         );
                         if strategy != Strategy::RingAll {
                             let rings = ringing.values().filter(|c| **c == call).count();
@@ -406,11 +503,14 @@ fn random_traffic_never_double_offers_or_loses_a_caller() {
                     Action::Withdraw { agent, .. } => {
                         ringing.remove(&agent);
                     }
+                    Action::SetAway { agent } => {
+                        available.remove(&agent);
+                    }
                     Action::Leave { call, .. } => {
                         left += 1;
                         waiting.retain(|c| *c != call);
                     }
-                    Action::SetAway { .. } | Action::Position { .. } => {}
+                    Action::Position { .. } => {}
                 }
             }
             let s = q.stats(now);
@@ -418,6 +518,6 @@ fn random_traffic_never_double_offers_or_loses_a_caller() {
             assert_eq!(entered, answered + abandoned + left + waiting.len() as u64);
             assert_eq!((s.answered, s.abandoned), (answered, abandoned));
         }
-        assert!(answered > 100, "{strategy:?}: only {answered} answered");
+        assert!(answered > 30, "{strategy:?}: only {answered} answered");
     }
 }
