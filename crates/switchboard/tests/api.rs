@@ -506,3 +506,21 @@ async fn new_sockets_over_the_admission_rate_get_503_and_retry_after() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     srv.client("carol", "c1").await.assert_usable().await;
 }
+
+#[tokio::test]
+async fn a_socket_outlives_its_expired_and_purged_token() {
+    let srv = TestServer::start_with(|c| {
+        c.token_ttl = Duration::from_secs(1);
+        c.login_sweep = Duration::from_millis(50);
+    })
+    .await;
+    let mut alice = srv.client("alice", "a1").await;
+    // Past the token's lifetime, its session row purged: not a logout.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(srv.store.purge_expired_sessions().await.unwrap(), 1);
+    let sweeps = srv.metric("switchboard_login_sweeps_total").await;
+    srv.await_metric("switchboard_login_sweeps_total", sweeps + 2)
+        .await;
+    alice.assert_usable().await;
+    assert_eq!(srv.metric("switchboard_login_closes_total").await, 0);
+}
