@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use softphone_audio::{Tone, analysis};
-use softphone_e2e::{Capture, Party, Server, establish};
+use softphone_e2e::{Capture, Party, Server, dominant, establish};
 use softphone_engine::call::CallState;
 use softphone_engine::{CallAudio, EngineEvent};
 use softphone_protocol::EndReason;
@@ -14,10 +14,6 @@ fn state_of(call: &str, want: CallState) -> impl FnMut(&EngineEvent) -> Option<(
         EngineEvent::CallState { call_id, state } if call_id == call && *state == want => Some(()),
         _ => None,
     }
-}
-
-fn dominant(samples: &[f32]) -> f64 {
-    analysis::dominant_frequency(samples, 48_000.0, 100.0, 4_000.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,15 +2,11 @@
 //! ICE policy `relay` at both engines, TURN REST credentials from the
 //! switchboard's `welcome`, audio checked where it arrives.
 
-use softphone_audio::{Tone, analysis};
-use softphone_e2e::{Capture, Party, Server, Turn, establish};
+use softphone_audio::Tone;
+use softphone_e2e::{Capture, Party, Server, Turn, dominant, establish};
 use softphone_engine::call::CallState;
 use softphone_engine::media::{CandidateKind, MediaOptions};
 use softphone_engine::{CallAudio, EngineEvent};
-
-fn dominant(samples: &[f32]) -> f64 {
-    analysis::dominant_frequency(samples, 48_000.0, 100.0, 4_000.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_call_carries_audio_through_coturn() {

@@ -160,6 +160,12 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// The strongest frequency of 48 kHz mono `samples`, in Hz, searched
+/// between 100 Hz and 4 kHz: what a tone that crossed a call arrived as.
+pub fn dominant(samples: &[f32]) -> f64 {
+    softphone_audio::analysis::dominant_frequency(samples, 48_000.0, 100.0, 4_000.0)
+}
+
 /// A sink that keeps everything it hears.
 #[derive(Clone, Default)]
 pub struct Capture(pub Arc<Mutex<Vec<f32>>>);

@@ -33,7 +33,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error answer with `status`, `code` and a message for humans.
+    pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -41,6 +42,22 @@ impl ApiError {
             retry_after_s: None,
         }
     }
+
+    /// The same, with a `Retry-After` header of `secs` seconds.
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_s = Some(secs);
+        self
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the prefix is
+/// case-sensitive; whitespace around the token is trimmed).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 impl From<crate::Error> for ApiError {
@@ -110,14 +127,14 @@ impl LoginLimits {
                 .max()
                 .unwrap_or_default(),
         };
-        let mut e = ApiError::new(
+        // Round up: a client that waits exactly this long must get through.
+        let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
             "too many login attempts; wait and retry",
-        );
-        // Round up: a client that waits exactly this long must get through.
-        e.retry_after_s = Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
-        Err(e)
+        )
+        .retry_after(secs))
     }
 
     /// Forgets keys that have fully recovered (bounded memory).
@@ -221,12 +238,7 @@ impl FromRequestParts<Arc<Shared>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+        let token = bearer(&parts.headers)
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -458,12 +470,7 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         )
         .into_response();
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let given = bearer(&headers).unwrap_or("");
     // Compare digests, so the time taken does not tell how much matched.
     if crate::store::token_hash(given) != crate::store::token_hash(want) {
         return ApiError::new(

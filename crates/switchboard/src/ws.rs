@@ -156,16 +156,13 @@ pub async fn upgrade(
 ) -> Response {
     if shared.admissions.check().is_err() {
         shared.metrics.admissions_refused.inc();
-        let body = axum::Json(softphone_protocol::ErrorBody {
-            code: ErrorCode::RateLimited,
-            message: "too many new connections; retry in a moment".into(),
-        });
-        return (
+        return crate::http::ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            [(axum::http::header::RETRY_AFTER, "1")],
-            body,
+            ErrorCode::RateLimited,
+            "too many new connections; retry in a moment",
         )
-            .into_response();
+        .retry_after(1)
+        .into_response();
     }
     ws.read_buffer_size(4096)
         .write_buffer_size(0)
