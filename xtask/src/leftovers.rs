@@ -44,6 +44,7 @@ pub(crate) const WATCHED: &[&str] = &[
     "switchboard",
     "phonectl",
     "turnserver",
+    "postgres",
     "softphone",
 ];
 

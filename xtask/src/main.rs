@@ -158,6 +158,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "coturn",
         "a real TURN relay (turnserver) for the relay-only call test",
     ),
+    (
+        "postgresql",
+        "PostgreSQL (initdb, pg_ctl): the switchboard's shared store, tested on a private server",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -521,6 +525,26 @@ fn test() -> Result<bool> {
             DESKTOP_TEST,
         ])
     })?;
+    // The switchboard's API, routing and robustness suites again, each test
+    // server on its own private PostgreSQL instead of a SQLite file (the
+    // store suite runs both backends by itself).
+    step("switchboard-postgres", &mut || {
+        cargo_test_env(
+            &[
+                "test",
+                "-p",
+                "switchboard",
+                "--no-fail-fast",
+                "--test",
+                "api",
+                "--test",
+                "routing",
+                "--test",
+                "robustness",
+            ],
+            &[("SWITCHBOARD_TEST_STORE", "postgres")],
+        )
+    })?;
     step("desktop-e2e", &mut || {
         cargo_test(&["test", "--workspace", "--test", "desktop"])
     })?;
@@ -685,8 +709,14 @@ const DESKTOP_TEST: &str = "the_desktop_app_signs_in_takes_calls_misses_one_dial
 
 /// Runs cargo test, echoing its output, and adds up its `test result:` lines.
 fn cargo_test(args: &[&str]) -> Result<(u64, u64, bool)> {
+    cargo_test_env(args, &[])
+}
+
+/// [`cargo_test`] with environment variables set for the tests.
+fn cargo_test_env(args: &[&str], envs: &[(&str, &str)]) -> Result<(u64, u64, bool)> {
     let mut child = cargo()
         .args(args)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .context("running cargo test")?;

@@ -50,6 +50,12 @@ pub struct Config {
     /// Directory of the SQLite file (`switchboard.db`). Default: the OS data
     /// directory ([`crate::default_data_dir`]).
     pub data_dir: PathBuf,
+    /// The store: `sqlite://PATH` or `postgres://USER@HOST/DB` (see
+    /// [`crate::store::Database::parse`]). Default: `switchboard.db` in
+    /// [`Self::data_dir`]. PostgreSQL without a bus (`--redis`, not yet
+    /// built) is for one node: a node that starts marks every unfinished
+    /// call in the database as failed.
+    pub database: Option<String>,
     /// Address the binary listens on. Default `127.0.0.1:8080`. [`crate::run`]
     /// serves the listener it is given and does not read this.
     pub listen: SocketAddr,
@@ -126,10 +132,23 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The store this configuration names: [`Self::database`], or the
+    /// SQLite file in [`Self::data_dir`].
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] for a malformed `database` URL.
+    pub fn store_database(&self) -> Result<crate::store::Database, crate::Error> {
+        match &self.database {
+            Some(url) => crate::store::Database::parse(url),
+            None => Ok(crate::store::Database::in_data_dir(&self.data_dir)),
+        }
+    }
+
     /// Defaults with the given data directory.
     pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: dir.into(),
+            database: None,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             log_format: LogFormat::Text,
             token_ttl: Duration::from_secs(24 * 3600),

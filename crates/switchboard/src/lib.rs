@@ -118,7 +118,7 @@ impl Shared {
 
 /// Serves the switchboard on `listener` until `shutdown` completes.
 ///
-/// Opens (or creates) the store in `config.data_dir`, marks calls left
+/// Opens (or creates) the store ([`Config::store_database`]), marks calls left
 /// unfinished by a previous run as `failed`, then serves HTTP and WebSocket
 /// connections. On shutdown it closes every socket with close code 1012
 /// (service restart), waits up to 5 s for them to go, and commits every
@@ -132,7 +132,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let store = Store::open(&config.data_dir).await?;
+    let store = Store::connect(&config.store_database()?).await?;
     let recovered = store.recover_unfinished_calls().await?;
     if recovered > 0 {
         tracing::warn!(
@@ -161,7 +161,7 @@ pub async fn run(
     let sweep = tokio::spawn(login_sweep(shared.clone()));
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, db = %store.path().display(), "switchboard listening");
+    tracing::info!(%addr, db = %store.database().display(), "switchboard listening");
     let app = http::router(shared.clone());
     // Signaling frames are small and latency-bound: no Nagle delay.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {

@@ -37,6 +37,12 @@ struct Common {
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
+    /// The store: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB
+    /// (`?host=/dir` for a unix socket) [default: switchboard.db in the
+    /// data dir].
+    #[arg(long, env = "SWITCHBOARD_DATABASE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<String>,
     /// TOML configuration file (keys as in README.md, "Running Switchboard").
     #[arg(long, env = "SWITCHBOARD_CONFIG", global = true)]
     #[serde(skip)]
@@ -280,7 +286,7 @@ async fn shutdown_signal() {
 }
 
 async fn tenant_cmd(config: Config, cmd: TenantCmd) -> anyhow::Result<()> {
-    let store = Store::open(&config.data_dir).await?;
+    let store = Store::connect(&config.store_database()?).await?;
     match cmd {
         TenantCmd::Add { name } => {
             store.add_tenant(&name).await?;
@@ -297,7 +303,7 @@ async fn tenant_cmd(config: Config, cmd: TenantCmd) -> anyhow::Result<()> {
 }
 
 async fn user_cmd(config: Config, cmd: UserCmd) -> anyhow::Result<()> {
-    let store = Store::open(&config.data_dir).await?;
+    let store = Store::connect(&config.store_database()?).await?;
     match cmd {
         UserCmd::Add {
             tenant,

@@ -1,11 +1,16 @@
-//! The SQLite store: tenants, users, sessions, and call detail records.
+//! The store: tenants, users, sessions, and call detail records, in SQLite
+//! (one node, the default) or PostgreSQL (several nodes share it).
 //!
-//! One file, `switchboard.db` in the data directory, in WAL mode so that the
-//! admin commands can write while the server runs. The schema comes from
-//! `migrations/` (sqlx). CDR writes go through [`CdrWriter`], a single task
-//! that commits them in order, batched, one transaction per batch.
+//! SQLite is one file, `switchboard.db` in the data directory, in WAL mode
+//! so that the admin commands can write while the server runs. PostgreSQL is
+//! named by a `postgres://` URL (`--database`). Both backends run the same
+//! SQL text through [`on_pool!`], which the compiler checks against each
+//! driver; the schema comes from `migrations/sqlite/` and
+//! `migrations/postgres/` (sqlx), kept version for version. CDR writes go
+//! through [`CdrWriter`], a single task that commits them in order, batched,
+//! one transaction per batch.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,8 +22,9 @@ use sha2::{Digest, Sha256};
 use softphone_protocol::{
     CallDirection, CallQuality, CallRecord, EndReason, UNKNOWN_USER, UserRef, valid_call_id,
 };
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, PgPool, SqlitePool};
 use tokio::sync::{mpsc, watch};
 
 use crate::{Error, now_ms};
@@ -129,11 +135,85 @@ struct TokenRow {
     disabled: bool,
 }
 
-/// The store: a pool over the SQLite file.
+/// Which database a store uses, parsed from `--database`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (`sqlite://PATH`; created when missing).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL server (`postgres://` or `postgresql://` URL, as libpq
+    /// takes it; `?host=/dir` for a unix socket directory).
+    Postgres(String),
+}
+
+impl Database {
+    /// The default: `switchboard.db` in `data_dir`.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self::Sqlite(data_dir.join(DB_FILE))
+    }
+
+    /// Parses a `--database` URL.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for another scheme or an empty SQLite path.
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(Error::Invalid("`sqlite://` needs a file path".into()));
+            }
+            return Ok(Self::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_string()));
+        }
+        Err(Error::Invalid(
+            "--database takes sqlite://PATH or postgres://USER@HOST/DB".into(),
+        ))
+    }
+
+    /// For logs: the SQLite path, or the PostgreSQL URL without its
+    /// password.
+    pub fn display(&self) -> String {
+        match self {
+            Self::Sqlite(p) => p.display().to_string(),
+            Self::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(s), Some(at)) if at > s => {
+                    let userinfo = &url[s + 3..at];
+                    let user = userinfo.split(':').next().unwrap_or_default();
+                    format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+/// A connection pool of one backend.
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the store's pool, whichever backend it
+/// is: one SQL text, compiled (and so type-checked) once per driver. The SQL
+/// must be the dialect both share: `$N` placeholders, `ON CONFLICT`,
+/// `RETURNING`, `CASE` rather than SQLite's scalar `MAX(a, b)`, `NOT flag`
+/// rather than `flag = 0`.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// The store: a pool over the SQLite file or the PostgreSQL server.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: Pool,
+    database: Database,
 }
 
 impl Store {
@@ -144,30 +224,61 @@ impl Store {
     /// [`Error::Io`] when the directory cannot be created, [`Error::Database`]
     /// or [`Error::Migrate`] when SQLite refuses.
     pub async fn open(data_dir: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(data_dir)?;
-        let path = data_dir.join(DB_FILE);
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool, path })
+        Self::connect(&Database::in_data_dir(data_dir)).await
     }
 
-    /// Path of the database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens the store `database` names and runs its migrations: a SQLite
+    /// file (its directory created when missing) or a PostgreSQL server
+    /// (the database must exist; its tables are created).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the SQLite directory cannot be created,
+    /// [`Error::Database`] when the database cannot be reached or refuses,
+    /// [`Error::Migrate`] when a migration fails.
+    pub async fn connect(database: &Database) -> Result<Self, Error> {
+        let pool = match database {
+            Database::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts)
+                    .await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                Pool::Sqlite(pool)
+            }
+            Database::Postgres(url) => {
+                let opts = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?;
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Self {
+            pool,
+            database: database.clone(),
+        })
+    }
+
+    /// The database this store uses.
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(&self.pool, p => p.close().await)
     }
 
     // ---- tenants and users -------------------------------------------------
@@ -179,13 +290,15 @@ impl Store {
     /// empty or over-long (> 64 bytes) name.
     pub async fn add_tenant(&self, name: &str) -> Result<TenantId, Error> {
         check_name("tenant", name)?;
-        let r = sqlx::query("INSERT INTO tenants (name, created_at_ms) VALUES (?, ?)")
-            .bind(name)
-            .bind(now_ms() as i64)
-            .execute(&self.pool)
-            .await;
+        let r: Result<TenantId, _> = on_pool!(&self.pool, p => sqlx::query_scalar(
+            "INSERT INTO tenants (name, created_at_ms) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(name)
+        .bind(now_ms() as i64)
+        .fetch_one(p)
+        .await);
         match r {
-            Ok(done) => Ok(done.last_insert_rowid()),
+            Ok(id) => Ok(id),
             Err(e) if is_unique_violation(&e) => {
                 Err(Error::Conflict(format!("tenant `{name}` exists")))
             }
@@ -198,18 +311,18 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn list_tenants(&self) -> Result<Vec<String>, Error> {
-        let names = sqlx::query_scalar("SELECT name FROM tenants ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let names = on_pool!(&self.pool, p => sqlx::query_scalar("SELECT name FROM tenants ORDER BY name")
+            .fetch_all(p)
+            .await?);
         Ok(names)
     }
 
     async fn tenant_id(&self, tenant: &str) -> Result<TenantId, Error> {
-        sqlx::query_scalar("SELECT id FROM tenants WHERE name = ?")
+        on_pool!(&self.pool, p => sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
             .bind(tenant)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no tenant `{tenant}`")))
+            .fetch_optional(p)
+            .await?)
+        .ok_or_else(|| Error::NotFound(format!("no tenant `{tenant}`")))
     }
 
     /// Adds a user with an argon2id hash of `password` (≥ 8 characters).
@@ -261,32 +374,36 @@ impl Store {
         phc_hash: &str,
     ) -> Result<Vec<UserId>, Error> {
         PasswordHash::new(phc_hash).map_err(|e| Error::Invalid(format!("bad PHC hash: {e}")))?;
-        let tenant_id = self.tenant_id(tenant).await?;
-        let mut tx = self.pool.begin().await?;
-        let mut ids = Vec::with_capacity(users.len());
-        for (username, display_name) in users {
+        for (username, _) in users {
             check_name("user", username)?;
-            let r = sqlx::query(
-                "INSERT INTO users (tenant_id, username, display_name, password_hash, created_at_ms)
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(tenant_id)
-            .bind(username)
-            .bind(display_name)
-            .bind(phc_hash)
-            .bind(now_ms() as i64)
-            .execute(&mut *tx)
-            .await;
-            match r {
-                Ok(done) => ids.push(done.last_insert_rowid()),
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(Error::Conflict(format!("user `{username}` exists")));
-                }
-                Err(e) => return Err(e.into()),
-            }
         }
-        tx.commit().await?;
-        Ok(ids)
+        let tenant_id = self.tenant_id(tenant).await?;
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let mut ids = Vec::with_capacity(users.len());
+            for (username, display_name) in users {
+                let r: Result<UserId, _> = sqlx::query_scalar(
+                    "INSERT INTO users (tenant_id, username, display_name, password_hash, created_at_ms)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(tenant_id)
+                .bind(username)
+                .bind(display_name)
+                .bind(phc_hash)
+                .bind(now_ms() as i64)
+                .fetch_one(&mut *tx)
+                .await;
+                match r {
+                    Ok(id) => ids.push(id),
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(Error::Conflict(format!("user `{username}` exists")));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            tx.commit().await?;
+            Ok(ids)
+        })
     }
 
     /// Lists users, of one tenant or of all, sorted by tenant then name.
@@ -298,15 +415,15 @@ impl Store {
             Some(t) => Some(self.tenant_id(t).await?),
             None => None,
         };
-        let rows = sqlx::query_as(
+        let rows = on_pool!(&self.pool, p => sqlx::query_as(
             "SELECT u.id, t.name AS tenant, u.username, u.display_name, u.disabled
              FROM users u JOIN tenants t ON t.id = u.tenant_id
-             WHERE ?1 IS NULL OR u.tenant_id = ?1
+             WHERE $1 IS NULL OR u.tenant_id = $1
              ORDER BY t.name, u.username",
         )
         .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(p)
+        .await?);
         Ok(rows)
     }
 
@@ -322,40 +439,44 @@ impl Store {
         disabled: bool,
     ) -> Result<(), Error> {
         let tenant_id = self.tenant_id(tenant).await?;
-        let mut tx = self.pool.begin().await?;
-        let done =
-            sqlx::query("UPDATE users SET disabled = ? WHERE tenant_id = ? AND username = ?")
-                .bind(disabled as i64)
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(
+                "UPDATE users SET disabled = $1 WHERE tenant_id = $2 AND username = $3",
+            )
+            .bind(disabled)
+            .bind(tenant_id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound(format!(
+                    "no user `{username}` in tenant `{tenant}`"
+                )));
+            }
+            if disabled {
+                sqlx::query(
+                    "INSERT INTO ended_logins (login_id, ended_at_ms)
+                     SELECT login_id, $1 FROM sessions WHERE login_id IS NOT NULL AND user_id =
+                     (SELECT id FROM users WHERE tenant_id = $2 AND username = $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(now_ms() as i64)
                 .bind(tenant_id)
                 .bind(username)
                 .execute(&mut *tx)
                 .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!(
-                "no user `{username}` in tenant `{tenant}`"
-            )));
-        }
-        if disabled {
-            sqlx::query(
-                "INSERT OR IGNORE INTO ended_logins (login_id, ended_at_ms)
-                 SELECT login_id, ? FROM sessions WHERE login_id IS NOT NULL AND user_id =
-                 (SELECT id FROM users WHERE tenant_id = ? AND username = ?)",
-            )
-            .bind(now_ms() as i64)
-            .bind(tenant_id)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM sessions WHERE user_id =
-                 (SELECT id FROM users WHERE tenant_id = ? AND username = ?)",
-            )
-            .bind(tenant_id)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+                sqlx::query(
+                    "DELETE FROM sessions WHERE user_id =
+                     (SELECT id FROM users WHERE tenant_id = $1 AND username = $2)",
+                )
+                .bind(tenant_id)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -368,14 +489,14 @@ impl Store {
         tenant: &str,
         username: &str,
     ) -> Result<Option<LoginCandidate>, Error> {
-        let row = sqlx::query_as(
+        let row = on_pool!(&self.pool, p => sqlx::query_as(
             "SELECT u.id AS user_id, u.password_hash, u.disabled FROM users u
-             JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ? AND u.username = ?",
+             JOIN tenants t ON t.id = u.tenant_id WHERE t.name = $1 AND u.username = $2",
         )
         .bind(tenant)
         .bind(username)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(p)
+        .await?);
         Ok(row)
     }
 
@@ -388,14 +509,14 @@ impl Store {
         tenant_id: TenantId,
         username: &str,
     ) -> Result<Option<Callee>, Error> {
-        let row: Option<NamesRow> = sqlx::query_as(
+        let row: Option<NamesRow> = on_pool!(&self.pool, p => sqlx::query_as(
             "SELECT id, username, display_name FROM users
-             WHERE tenant_id = ? AND username = ? AND disabled = 0",
+             WHERE tenant_id = $1 AND username = $2 AND NOT disabled",
         )
         .bind(tenant_id)
         .bind(username)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(p)
+        .await?);
         Ok(row.map(Callee::from))
     }
 
@@ -411,17 +532,19 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Callee>, Error> {
         let pattern = format!("%{}%", query.replace(['%', '_'], ""));
-        let rows: Vec<NamesRow> = sqlx::query_as(
+        // lower() on both sides: SQLite's LIKE ignores ASCII case,
+        // PostgreSQL's does not.
+        let rows: Vec<NamesRow> = on_pool!(&self.pool, p => sqlx::query_as(
             "SELECT id, username, display_name FROM users
-             WHERE tenant_id = ?1 AND disabled = 0
-               AND (username LIKE ?2 OR display_name LIKE ?2)
-             ORDER BY username LIMIT ?3",
+             WHERE tenant_id = $1 AND NOT disabled
+               AND (lower(username) LIKE lower($2) OR lower(display_name) LIKE lower($2))
+             ORDER BY username LIMIT $3",
         )
         .bind(tenant_id)
         .bind(pattern)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(p)
+        .await?);
         Ok(rows.into_iter().map(Callee::from).collect())
     }
 
@@ -440,17 +563,19 @@ impl Store {
         let token = new_token();
         let now = now_ms();
         let expires = now + ttl.as_millis() as u64;
-        sqlx::query(
+        on_pool!(&self.pool, p => {
+            sqlx::query(
             "INSERT INTO sessions (token_hash, login_id, user_id, created_at_ms, expires_at_ms)
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(token_hash(&token).to_vec())
         .bind(uuid::Uuid::new_v4().simple().to_string())
         .bind(user_id)
         .bind(now as i64)
         .bind(expires as i64)
-        .execute(&self.pool)
+        .execute(p)
         .await?;
+        });
         Ok((token, expires))
     }
 
@@ -466,15 +591,15 @@ impl Store {
         if token.is_empty() || token.len() > 128 {
             return Ok(Err(TokenRefusal::Unknown));
         }
-        let row: Option<TokenRow> = sqlx::query_as(
+        let row: Option<TokenRow> = on_pool!(&self.pool, p => sqlx::query_as(
             "SELECT s.login_id, s.expires_at_ms, u.id AS user_id, u.tenant_id, t.name AS tenant,
                     u.username, u.display_name, u.disabled
              FROM sessions s JOIN users u ON u.id = s.user_id JOIN tenants t ON t.id = u.tenant_id
-             WHERE s.token_hash = ?",
+             WHERE s.token_hash = $1",
         )
         .bind(token_hash(token).to_vec())
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(p)
+        .await?);
         let Some(r) = row else {
             return Ok(Err(TokenRefusal::Unknown));
         };
@@ -506,20 +631,23 @@ impl Store {
     /// [`Error::Database`].
     pub async fn revoke(&self, token: &str) -> Result<(), Error> {
         let hash = token_hash(token).to_vec();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT OR IGNORE INTO ended_logins (login_id, ended_at_ms)
-             SELECT login_id, ? FROM sessions WHERE token_hash = ? AND login_id IS NOT NULL",
-        )
-        .bind(now_ms() as i64)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "INSERT INTO ended_logins (login_id, ended_at_ms)
+                 SELECT login_id, $1 FROM sessions WHERE token_hash = $2 AND login_id IS NOT NULL
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(now_ms() as i64)
             .bind(&hash)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -538,15 +666,16 @@ impl Store {
         let fresh = new_token();
         let now = now_ms();
         let expires = now + ttl.as_millis() as u64;
-        let done = sqlx::query(
-            "UPDATE sessions SET token_hash = ?, expires_at_ms = ? WHERE token_hash = ?",
+        let done = on_pool!(&self.pool, p => sqlx::query(
+            "UPDATE sessions SET token_hash = $1, expires_at_ms = $2 WHERE token_hash = $3",
         )
         .bind(token_hash(&fresh).to_vec())
         .bind(expires as i64)
         .bind(token_hash(token).to_vec())
-        .execute(&self.pool)
-        .await?;
-        Ok((done.rows_affected() == 1).then_some((fresh, expires)))
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok((done == 1).then_some((fresh, expires)))
     }
 
     /// Which of `login_ids` were ended on purpose (logout, user disabled)
@@ -562,13 +691,18 @@ impl Store {
     ) -> Result<std::collections::HashSet<String>, Error> {
         let mut ended = std::collections::HashSet::new();
         for chunk in login_ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(",");
-            let sql = format!("SELECT login_id FROM ended_logins WHERE login_id IN ({marks})");
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            ended.extend(q.fetch_all(&self.pool).await?);
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT login_id FROM ended_logins WHERE login_id IN ({})",
+                marks.join(",")
+            );
+            on_pool!(&self.pool, p => {
+                let mut q = sqlx::query_scalar::<_, String>(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                ended.extend(q.fetch_all(p).await?);
+            });
         }
         Ok(ended)
     }
@@ -579,16 +713,18 @@ impl Store {
     /// [`Error::Database`].
     pub async fn purge_expired_sessions(&self) -> Result<u64, Error> {
         let now = now_ms() as i64;
-        let done = sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= ?")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        // Every node has swept many times in a day.
-        sqlx::query("DELETE FROM ended_logins WHERE ended_at_ms <= ?")
-            .bind(now - 86_400_000)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        on_pool!(&self.pool, p => {
+            let done = sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
+                .bind(now)
+                .execute(p)
+                .await?;
+            // Every node has swept many times in a day.
+            sqlx::query("DELETE FROM ended_logins WHERE ended_at_ms <= $1")
+                .bind(now - 86_400_000)
+                .execute(p)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     // ---- CDRs ---------------------------------------------------------------
@@ -601,29 +737,34 @@ impl Store {
     /// [`Error::Database`].
     pub async fn recover_unfinished_calls(&self) -> Result<u64, Error> {
         let now = now_ms() as i64;
-        let mut tx = self.pool.begin().await?;
-        let heartbeat: Option<i64> =
-            sqlx::query_scalar("SELECT at_ms FROM server_heartbeat WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let bound = heartbeat.unwrap_or(now).min(now);
-        let done = sqlx::query(
-            "UPDATE calls SET end_reason = 'failed',
-                 ended_at_ms = MAX(COALESCE(answered_at_ms, ringing_at_ms, created_at_ms), ?)
-             WHERE ended_at_ms IS NULL",
-        )
-        .bind(bound)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE calls SET duration_ms = CASE WHEN answered_at_ms IS NULL THEN 0
-                 ELSE ended_at_ms - answered_at_ms END
-             WHERE duration_ms IS NULL AND ended_at_ms IS NOT NULL",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let heartbeat: Option<i64> =
+                sqlx::query_scalar("SELECT at_ms FROM server_heartbeat WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let bound = heartbeat.unwrap_or(now).min(now);
+            let done = sqlx::query(
+                "UPDATE calls SET end_reason = 'failed',
+                     ended_at_ms = CASE
+                         WHEN COALESCE(answered_at_ms, ringing_at_ms, created_at_ms) > $1
+                         THEN COALESCE(answered_at_ms, ringing_at_ms, created_at_ms)
+                         ELSE $1 END
+                 WHERE ended_at_ms IS NULL",
+            )
+            .bind(bound)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE calls SET duration_ms = CASE WHEN answered_at_ms IS NULL THEN 0
+                     ELSE ended_at_ms - answered_at_ms END
+                 WHERE duration_ms IS NULL AND ended_at_ms IS NOT NULL",
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Records that the server is alive now (see [`Self::recover_unfinished_calls`]).
@@ -631,13 +772,15 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn heartbeat(&self) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO server_heartbeat (id, at_ms) VALUES (1, ?)
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+            "INSERT INTO server_heartbeat (id, at_ms) VALUES (1, $1)
                      ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
         )
         .bind(now_ms() as i64)
-        .execute(&self.pool)
+        .execute(p)
         .await?;
+        });
         Ok(())
     }
 
@@ -660,17 +803,17 @@ impl Store {
         };
         let limit = limit.clamp(1, 200) as i64;
         let sql = format!(
-            "{CALL_SELECT} WHERE (c.caller_id = ?1 OR c.callee_id = ?1)
-               AND (c.created_at_ms < ?2 OR (c.created_at_ms = ?2 AND c.id < ?3))
-             ORDER BY c.created_at_ms DESC, c.id DESC LIMIT ?4"
+            "{CALL_SELECT} WHERE (c.caller_id = $1 OR c.callee_id = $1)
+               AND (c.created_at_ms < $2 OR (c.created_at_ms = $2 AND c.id < $3))
+             ORDER BY c.created_at_ms DESC, c.id DESC LIMIT $4"
         );
-        let rows: Vec<CallRow> = sqlx::query_as(&sql)
+        let rows: Vec<CallRow> = on_pool!(&self.pool, p => sqlx::query_as(&sql)
             .bind(user_id)
             .bind(before_ms)
             .bind(before_id)
             .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(p)
+            .await?);
         let mut calls: Vec<CallRecord> = rows.into_iter().map(|r| r.record(user_id)).collect();
         let next = if calls.len() as i64 > limit {
             calls.truncate(limit as usize);
@@ -693,12 +836,12 @@ impl Store {
         call_id: &str,
     ) -> Result<Option<CallRecord>, Error> {
         let sql =
-            format!("{CALL_SELECT} WHERE c.id = ?2 AND (c.caller_id = ?1 OR c.callee_id = ?1)");
-        let row: Option<CallRow> = sqlx::query_as(&sql)
+            format!("{CALL_SELECT} WHERE c.id = $2 AND (c.caller_id = $1 OR c.callee_id = $1)");
+        let row: Option<CallRow> = on_pool!(&self.pool, p => sqlx::query_as(&sql)
             .bind(user_id)
             .bind(call_id)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(p)
+            .await?);
         Ok(row.map(|r| r.record(user_id)))
     }
 
@@ -708,11 +851,13 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn call_exists(&self, call_id: &str) -> Result<bool, Error> {
-        Ok(sqlx::query("SELECT 1 FROM calls WHERE id = ?")
+        Ok(
+            on_pool!(&self.pool, p => sqlx::query("SELECT 1 FROM calls WHERE id = $1")
             .bind(call_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(p)
             .await?
-            .is_some())
+            .is_some()),
+        )
     }
 
     /// Whether `user_id` was a party to `call_id` (for late `call.stats`).
@@ -720,22 +865,25 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn is_party(&self, user_id: UserId, call_id: &str) -> Result<bool, Error> {
-        Ok(
-            sqlx::query("SELECT 1 FROM calls WHERE id = ?2 AND (caller_id = ?1 OR callee_id = ?1)")
-                .bind(user_id)
-                .bind(call_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .is_some(),
+        Ok(on_pool!(&self.pool, p => sqlx::query(
+            "SELECT 1 FROM calls WHERE id = $2 AND (caller_id = $1 OR callee_id = $1)",
         )
+        .bind(user_id)
+        .bind(call_id)
+        .fetch_optional(p)
+        .await?
+        .is_some()))
     }
+}
 
-    async fn apply(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        w: &CdrWrite,
-    ) -> Result<(), sqlx::Error> {
-        match w {
+/// Applies one [`CdrWrite`] on `$tx` (a transaction of either backend);
+/// evaluates to `Result<(), sqlx::Error>`. A macro rather than a function
+/// so that each driver's code is generated from the one SQL text
+/// ([`on_pool!`]).
+macro_rules! apply_cdr {
+    ($tx:ident, $w:expr) => {
+        async {
+        match $w {
             CdrWrite::Created {
                 call_id,
                 tenant_id,
@@ -746,7 +894,7 @@ impl Store {
             } => {
                 sqlx::query(
                     "INSERT INTO calls (id, tenant_id, caller_id, callee_id, caller_device, created_at_ms)
-                     VALUES (?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(call_id)
                 .bind(tenant_id)
@@ -754,16 +902,16 @@ impl Store {
                 .bind(callee_id)
                 .bind(caller_endpoint)
                 .bind(*at_ms as i64)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             }
             CdrWrite::Ringing { call_id, at_ms } => {
                 sqlx::query(
-                    "UPDATE calls SET ringing_at_ms = ? WHERE id = ? AND ringing_at_ms IS NULL",
+                    "UPDATE calls SET ringing_at_ms = $1 WHERE id = $2 AND ringing_at_ms IS NULL",
                 )
                 .bind(*at_ms as i64)
                 .bind(call_id)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             }
             CdrWrite::Answered {
@@ -772,12 +920,12 @@ impl Store {
                 at_ms,
             } => {
                 sqlx::query(
-                    "UPDATE calls SET answered_at_ms = ?, answered_device = ? WHERE id = ?",
+                    "UPDATE calls SET answered_at_ms = $1, answered_device = $2 WHERE id = $3",
                 )
                 .bind(*at_ms as i64)
                 .bind(endpoint)
                 .bind(call_id)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             }
             CdrWrite::Ended {
@@ -787,16 +935,17 @@ impl Store {
                 by,
             } => {
                 sqlx::query(
-                    "UPDATE calls SET ended_at_ms = ?1, end_reason = ?2, ended_by = ?3,
+                    "UPDATE calls SET ended_at_ms = $1, end_reason = $2, ended_by = $3,
                          duration_ms = CASE WHEN answered_at_ms IS NULL THEN 0
-                                            ELSE MAX(0, ?1 - answered_at_ms) END
-                     WHERE id = ?4 AND ended_at_ms IS NULL",
+                                            WHEN $1 > answered_at_ms THEN $1 - answered_at_ms
+                                            ELSE 0 END
+                     WHERE id = $4 AND ended_at_ms IS NULL",
                 )
                 .bind(*at_ms as i64)
                 .bind(reason.as_str())
                 .bind(by)
                 .bind(call_id)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             }
             CdrWrite::Quality {
@@ -808,7 +957,7 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO call_quality
                        (call_id, user_id, rtt_ms, jitter_ms, loss_pct, mos, send_kbps, recv_kbps, posted_at_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                      ON CONFLICT(call_id, user_id) DO UPDATE SET
                        rtt_ms = excluded.rtt_ms, jitter_ms = excluded.jitter_ms,
                        loss_pct = excluded.loss_pct, mos = excluded.mos,
@@ -824,12 +973,13 @@ impl Store {
                 .bind(q.send_kbps)
                 .bind(q.recv_kbps)
                 .bind(*at_ms as i64)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             }
         }
-        Ok(())
-    }
+            Ok::<(), sqlx::Error>(())
+        }
+    };
 }
 
 const CALL_SELECT: &str = "SELECT c.id AS call_id, c.caller_id,
@@ -1165,210 +1315,12 @@ impl CdrWriter {
 
 impl Store {
     async fn commit_batch(&self, batch: &[(u64, CdrWrite)]) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        for (_, w) in batch {
-            self.apply(&mut tx, w).await?;
-        }
-        tx.commit().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn users_sessions_and_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        store.add_tenant("acme").await.unwrap();
-        assert!(matches!(
-            store.add_tenant("acme").await,
-            Err(Error::Conflict(_))
-        ));
-        assert!(matches!(
-            store.add_tenant("bad name").await,
-            Err(Error::Invalid(_))
-        ));
-        let uid = store
-            .add_user("acme", "alice", "Alice", "correct horse")
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.add_user("acme", "bob", "Bob", "short").await,
-            Err(Error::Invalid(_))
-        ));
-        let c = store
-            .login_candidate("acme", "alice")
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(verify_password("correct horse".into(), Some(c.password_hash.clone())).await);
-        assert!(!verify_password("wrong horse".into(), Some(c.password_hash)).await);
-
-        let (token, _) = store
-            .create_session(uid, Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert_eq!(token.len(), 43);
-        let who = store.resolve_token(&token).await.unwrap().unwrap();
-        assert_eq!(who.user.user, "alice");
-        assert_eq!(who.tenant, "acme");
-
-        let (short, _) = store.create_session(uid, Duration::ZERO).await.unwrap();
-        assert_eq!(
-            store.resolve_token(&short).await.unwrap(),
-            Err(TokenRefusal::Expired)
-        );
-        assert_eq!(store.purge_expired_sessions().await.unwrap(), 1);
-
-        store.set_disabled("acme", "alice", true).await.unwrap();
-        assert_eq!(
-            store.resolve_token(&token).await.unwrap(),
-            Err(TokenRefusal::Unknown)
-        );
-        assert!(
-            store
-                .find_user(who.tenant_id, "alice")
-                .await
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[tokio::test]
-    async fn call_records_map_every_column_from_each_side() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let t = store.add_tenant("acme").await.unwrap();
-        let a = store
-            .add_user("acme", "a", "Ann", "password1")
-            .await
-            .unwrap();
-        let b = store
-            .add_user("acme", "b", "Ben", "password1")
-            .await
-            .unwrap();
-        let (mut q, mut committed, task) = CdrWriter::start(store.clone(), || {});
-        let writes = [
-            CdrWrite::Created {
-                call_id: "c1".into(),
-                tenant_id: t,
-                caller_id: a,
-                callee_id: b,
-                caller_endpoint: "da".into(),
-                at_ms: 1_000,
-            },
-            CdrWrite::Ringing {
-                call_id: "c1".into(),
-                at_ms: 1_100,
-            },
-            CdrWrite::Answered {
-                call_id: "c1".into(),
-                endpoint: "db".into(),
-                at_ms: 2_000,
-            },
-            CdrWrite::Quality {
-                call_id: "c1".into(),
-                user_id: a,
-                quality: CallQuality {
-                    mos: Some(4.2),
-                    rtt_ms: Some(12.5),
-                    ..CallQuality::default()
-                },
-                at_ms: 9_000,
-            },
-            CdrWrite::Ended {
-                call_id: "c1".into(),
-                at_ms: 7_000,
-                reason: EndReason::Failed,
-                by: None,
-            },
-        ];
-        let mut last = 0;
-        for (i, w) in writes.into_iter().enumerate() {
-            last = q.push(i as u64 + 1, w);
-        }
-        committed.wait_for(|c| *c >= last).await.unwrap();
-        drop(q);
-        task.await.unwrap();
-
-        let out = store.call_of(a, "c1").await.unwrap().unwrap();
-        assert_eq!(
-            out,
-            CallRecord {
-                call_id: "c1".into(),
-                direction: CallDirection::Outgoing,
-                caller: UserRef {
-                    user: "a".into(),
-                    display_name: "Ann".into()
-                },
-                callee: UserRef {
-                    user: "b".into(),
-                    display_name: "Ben".into()
-                },
-                answered_device: Some("db".into()),
-                created_at_ms: 1_000,
-                ringing_at_ms: Some(1_100),
-                answered_at_ms: Some(2_000),
-                ended_at_ms: Some(7_000),
-                duration_ms: Some(5_000),
-                end_reason: Some(EndReason::Failed),
-                ended_by: None,
-                missed: false,
-                caller_quality: Some(CallQuality {
-                    mos: Some(4.2),
-                    rtt_ms: Some(12.5),
-                    ..CallQuality::default()
-                }),
-                callee_quality: None,
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            for (_, w) in batch {
+                apply_cdr!(tx, w).await?;
             }
-        );
-        let incoming = store.call_of(b, "c1").await.unwrap().unwrap();
-        assert_eq!(incoming.direction, CallDirection::Incoming);
-        assert!(!incoming.missed, "answered, so not missed");
-        let (page, next) = store.calls_of(b, None, 10).await.unwrap();
-        assert_eq!((page, next), (vec![incoming], None));
-        assert!(store.call_of(a, "other").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn unfinished_calls_are_failed_on_recovery() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let t = store.add_tenant("acme").await.unwrap();
-        let a = store.add_user("acme", "a", "A", "password1").await.unwrap();
-        let b = store.add_user("acme", "b", "B", "password1").await.unwrap();
-        let (mut q, mut committed, task) = CdrWriter::start(store.clone(), || {});
-        let now = now_ms();
-        q.push(
-            1,
-            CdrWrite::Created {
-                call_id: "c1".into(),
-                tenant_id: t,
-                caller_id: a,
-                callee_id: b,
-                caller_endpoint: "d".into(),
-                at_ms: now - 10_000,
-            },
-        );
-        let seq = q.push(
-            2,
-            CdrWrite::Answered {
-                call_id: "c1".into(),
-                endpoint: "db".into(),
-                at_ms: now - 9_000,
-            },
-        );
-        committed.wait_for(|c| *c >= seq).await.unwrap();
-        drop(q);
-        task.await.unwrap();
-        store.heartbeat().await.unwrap();
-        assert_eq!(store.recover_unfinished_calls().await.unwrap(), 1);
-        let rec = store.call_of(a, "c1").await.unwrap().unwrap();
-        assert_eq!(rec.end_reason, Some(EndReason::Failed));
-        let d = rec.duration_ms.unwrap();
-        assert!((8_900..=10_000).contains(&d), "duration {d}");
-        assert_eq!(store.recover_unfinished_calls().await.unwrap(), 0);
+            tx.commit().await
+        })
     }
 }

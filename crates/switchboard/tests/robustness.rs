@@ -287,10 +287,8 @@ async fn graceful_shutdown_tells_clients_and_keeps_records() {
     assert_eq!(alice.expect_close().await, 1012);
     assert_eq!(bob.expect_close().await, 1012);
 
-    // Restart on the same file: the ended call is intact, the open one failed.
-    let dir = std::mem::replace(&mut srv.dir, tempfile::tempdir().unwrap());
-    let store = switchboard::Store::open(dir.path()).await.unwrap();
-    let srv2 = TestServer::serve(dir, store, |_| {}).await;
+    // Restart on the same store: the ended call is intact, the open one failed.
+    let srv2 = srv.restart().await;
     let token = srv2.login("acme", "alice").await;
     let (_, done) = srv2.get("/v1/calls/before-stop", Some(&token)).await;
     assert_eq!(done["end_reason"], "completed");
@@ -318,14 +316,24 @@ impl Drop for Proc {
     }
 }
 
-fn switchboard_cmd(data: &std::path::Path) -> Command {
+/// The options that name a store: the SQLite file in `data`.
+fn data_dir(data: &std::path::Path) -> Vec<String> {
+    vec!["--data-dir".into(), data.display().to_string()]
+}
+
+/// The binary on the store `store` names ([`data_dir`], or `--database URL`).
+fn switchboard_cmd(store: &[String]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    c.arg("--data-dir").arg(data).env("SWITCHBOARD_LOG", "warn");
+    c.args(store).env("SWITCHBOARD_LOG", "warn");
     c
 }
 
 fn admin(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = switchboard_cmd(data)
+    admin_on(&data_dir(data), args, stdin)
+}
+
+fn admin_on(store: &[String], args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = switchboard_cmd(store)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -342,8 +350,8 @@ fn admin(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, S
     (out.status.success(), text)
 }
 
-fn start_binary(data: &std::path::Path) -> Proc {
-    let mut child = switchboard_cmd(data)
+fn start_binary(store: &[String]) -> Proc {
+    let mut child = switchboard_cmd(store)
         .stderr(Stdio::null())
         .args([
             "serve",
@@ -509,7 +517,7 @@ async fn admin_commands_manage_tenants_and_users() {
         "{out}"
     );
 
-    let mut p = start_binary(d);
+    let mut p = start_binary(&data_dir(d));
     let token = login_at(&p.base, "acme", "alice").await;
     assert!(
         admin(
@@ -551,10 +559,26 @@ async fn admin_commands_manage_tenants_and_users() {
 #[tokio::test]
 async fn sigkill_mid_call_keeps_ended_calls_and_fails_open_ones_on_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    assert!(admin(d, &["tenant", "add", "acme"], None).0);
+    sigkill_mid_call(&data_dir(dir.path())).await;
+}
+
+/// The same on PostgreSQL, the admin commands included (`--database`).
+#[tokio::test]
+async fn sigkill_mid_call_keeps_records_in_postgres_too() {
+    let pg = common::postgres::Postgres::start();
+    let url = pg.create_database("switchboard").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = data_dir(dir.path());
+    store.extend(["--database".to_string(), url]);
+    sigkill_mid_call(&store).await;
+    // Nothing went to the data directory's SQLite file.
+    assert!(!dir.path().join(switchboard::store::DB_FILE).exists());
+}
+
+async fn sigkill_mid_call(d: &[String]) {
+    assert!(admin_on(d, &["tenant", "add", "acme"], None).0);
     for u in ["alice", "bob"] {
-        let (ok, out) = admin(
+        let (ok, out) = admin_on(
             d,
             &[
                 "user",

@@ -1,6 +1,10 @@
-//! Test harness: a switchboard on 127.0.0.1:0 with a temp SQLite file, and
-//! WebSocket clients speaking the protocol as raw JSON.
+//! Test harness: a switchboard on 127.0.0.1:0 with a temp SQLite file (or,
+//! with `SWITCHBOARD_TEST_STORE=postgres`, a private PostgreSQL server:
+//! `cargo xtask test` runs the API, routing and robustness suites both
+//! ways), and WebSocket clients speaking the protocol as raw JSON.
 #![allow(dead_code, missing_docs)]
+
+pub mod postgres;
 
 use std::time::Duration;
 
@@ -23,6 +27,19 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), switchboard::Error>>>,
     http: reqwest::Client,
+    /// The PostgreSQL server of this test, stopped when the server is
+    /// dropped (declared last: dropped last).
+    pg: Option<postgres::Postgres>,
+}
+
+/// Whether test servers use PostgreSQL (`SWITCHBOARD_TEST_STORE=postgres`)
+/// rather than SQLite (unset or `sqlite`); any other value is a mistake.
+pub fn test_store_is_postgres() -> bool {
+    match std::env::var("SWITCHBOARD_TEST_STORE").as_deref() {
+        Err(_) | Ok("sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("SWITCHBOARD_TEST_STORE={other}: sqlite or postgres"),
+    }
 }
 
 /// Tenant `acme` with alice, bob, carol, dave; tenant `globex` with mallory.
@@ -50,6 +67,20 @@ impl TestServer {
 
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        if test_store_is_postgres() {
+            let pg = postgres::Postgres::start();
+            let url = pg.create_database("switchboard").await;
+            let db = switchboard::store::Database::parse(&url).unwrap();
+            let store = Store::connect(&db).await.unwrap();
+            seed(&store).await;
+            let mut server = Self::serve(dir, store, |c| {
+                c.database = Some(url);
+                tune(c);
+            })
+            .await;
+            server.pg = Some(pg);
+            return server;
+        }
         let store = Store::open(dir.path()).await.unwrap();
         seed(&store).await;
         Self::serve(dir, store, tune).await
@@ -79,7 +110,23 @@ impl TestServer {
             stop: Some(tx),
             task: Some(task),
             http: reqwest::Client::new(),
+            pg: None,
         }
+    }
+
+    /// A new server on this one's store (the same SQLite file or
+    /// PostgreSQL database), once this one is [stopped](Self::stop).
+    pub async fn restart(&mut self) -> TestServer {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let database = self.store.database().clone();
+        let store = Store::connect(&database).await.unwrap();
+        let url = match database {
+            switchboard::store::Database::Postgres(url) => Some(url),
+            switchboard::store::Database::Sqlite(_) => None,
+        };
+        let mut server = Self::serve(dir, store, |c| c.database = url).await;
+        server.pg = self.pg.take();
+        server
     }
 
     /// Stops the server and waits until run() returns.
