@@ -12,6 +12,9 @@
 //! ```toml
 //! listen = "0.0.0.0:8080"
 //! data_dir = "/var/lib/switchboard"
+//! # or, shared by several nodes (docs/deploy.md):
+//! # database = "postgres://switchboard:secret@db.internal/switchboard"
+//! node_name = "sb-1"
 //! token_ttl_secs = 86400
 //! ring_timeout_secs = 45
 //! stun_urls = ["stun:turn.example.org:3478"]
@@ -56,6 +59,20 @@ pub struct Config {
     /// built) is for one node: a node that starts marks every unfinished
     /// call in the database as failed.
     pub database: Option<String>,
+    /// This node's name among the switchboards sharing a database: stable
+    /// across restarts and unique per node (two live nodes must not share
+    /// it: a node that starts fails the unfinished calls of every earlier
+    /// run of its name). Default: the host name.
+    pub node_name: String,
+    /// How often this node writes its heartbeat to the store and sweeps
+    /// the calls of gone nodes. Default 5 s. Key `node_heartbeat_secs`.
+    #[serde(rename = "node_heartbeat_secs", deserialize_with = "secs")]
+    pub node_heartbeat: Duration,
+    /// A node whose heartbeat is older than this is gone: any other node
+    /// fails its unfinished calls. Default 15 s; more than
+    /// `node_heartbeat`. Key `node_stale_secs`.
+    #[serde(rename = "node_stale_secs", deserialize_with = "secs")]
+    pub node_stale: Duration,
     /// Address the binary listens on. Default `127.0.0.1:8080`. [`crate::run`]
     /// serves the listener it is given and does not read this.
     pub listen: SocketAddr,
@@ -119,6 +136,17 @@ pub struct Config {
     pub metrics_token: Option<String>,
 }
 
+/// The host name (`$HOSTNAME`, else the kernel's), or `switchboard`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard".into())
+}
+
 /// A duration given in whole seconds.
 fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     u64::deserialize(d).map(Duration::from_secs)
@@ -149,6 +177,9 @@ impl Config {
         Self {
             data_dir: dir.into(),
             database: None,
+            node_name: host_name(),
+            node_heartbeat: Duration::from_secs(5),
+            node_stale: Duration::from_secs(15),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             log_format: LogFormat::Text,
             token_ttl: Duration::from_secs(24 * 3600),
@@ -205,6 +236,7 @@ impl Config {
             ("hello_timeout", self.hello_timeout),
             ("login_sweep", self.login_sweep),
             ("turn_ttl", self.turn_ttl),
+            ("node_heartbeat", self.node_heartbeat),
         ];
         for (name, d) in positive {
             if d.is_zero() {
@@ -217,6 +249,15 @@ impl Config {
             || self.ws_admissions_per_sec == 0
         {
             return Err(Error::Config("rate limits must be above zero".into()));
+        }
+        if self.node_stale <= self.node_heartbeat {
+            return Err(Error::Config(
+                "node_stale_secs must be above node_heartbeat_secs".into(),
+            ));
+        }
+        let name = self.node_name.trim();
+        if name.is_empty() || name.len() > 64 {
+            return Err(Error::Config("node_name must be 1–64 bytes".into()));
         }
         if !self.turn_urls.is_empty() && self.turn_secret.is_none() {
             return Err(Error::Config("turn_urls need turn_secret".into()));

@@ -132,15 +132,21 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let store = Store::connect(&config.store_database()?).await?;
-    let recovered = store.recover_unfinished_calls().await?;
+    let node = store::NodeRun::new(config.node_name.trim());
+    let store = Store::connect(&config.store_database()?)
+        .await?
+        .for_node(&node);
+    store.node_heartbeat(&node).await?;
+    let recovered = store.recover_unfinished_calls().await?
+        + store
+            .fail_calls_of_gone_nodes(&node, stale_before(&config))
+            .await?;
     if recovered > 0 {
         tracing::warn!(
             calls = recovered,
-            "marked calls left unfinished by the previous run as failed"
+            "marked calls left unfinished by an earlier run or a gone node as failed"
         );
     }
-    store.heartbeat().await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let m = metrics.clone();
     let (cdr, committed, writer) = store::CdrWriter::start(store.clone(), move || {
@@ -157,7 +163,7 @@ pub async fn run(
         committed,
         shutdown: stop_rx,
     });
-    let background = tokio::spawn(background_tasks(shared.clone()));
+    let background = tokio::spawn(background_tasks(shared.clone(), node.clone()));
     let sweep = tokio::spawn(login_sweep(shared.clone()));
 
     let addr = listener.local_addr()?;
@@ -206,22 +212,37 @@ pub async fn run(
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "CDR writer ended abnormally");
     }
-    store.heartbeat().await.ok();
+    store.node_heartbeat(&node).await.ok();
     store.close().await;
     tracing::info!("switchboard stopped");
     Ok(())
 }
 
-async fn background_tasks(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    let mut n: u64 = 0;
+/// Every [`Config::node_heartbeat`]: this node's heartbeat, the sweep of
+/// gone nodes' calls, and the pruning of ended calls and rate limiters;
+/// hourly, the purge of expired sessions.
+async fn background_tasks(shared: Arc<Shared>, node: store::NodeRun) {
+    let mut tick = tokio::time::interval(shared.config.node_heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
-        if let Err(e) = shared.store.heartbeat().await {
+        if let Err(e) = shared.store.node_heartbeat(&node).await {
             tracing::warn!(error = %e, "heartbeat write failed");
         }
-        n += 1;
-        if n % 720 == 1 {
+        match shared
+            .store
+            .fail_calls_of_gone_nodes(&node, stale_before(&shared.config))
+            .await
+        {
+            Ok(0) => {}
+            Ok(k) => {
+                shared.metrics.gone_node_calls.inc_by(k);
+            }
+            Err(e) => tracing::warn!(error = %e, "sweep of gone nodes failed"),
+        }
+        if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            last_purge = Some(tokio::time::Instant::now());
             match shared.store.purge_expired_sessions().await {
                 Ok(0) => {}
                 Ok(k) => tracing::info!(sessions = k, "purged expired sessions"),
@@ -231,6 +252,11 @@ async fn background_tasks(shared: Arc<Shared>) {
         shared.routing().hub.prune_ended(now_ms());
         shared.limits.prune();
     }
+}
+
+/// Heartbeats older than this (ms since the Unix epoch) are of gone nodes.
+fn stale_before(config: &Config) -> u64 {
+    now_ms().saturating_sub(config.node_stale.as_millis() as u64)
 }
 
 /// Closes the sockets whose login ended in the store, every

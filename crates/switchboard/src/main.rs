@@ -52,7 +52,7 @@ struct Common {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the API and signaling (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -81,6 +81,20 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_RECONNECT_GRACE_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     reconnect_grace_secs: Option<u64>,
+    /// This node's name, unique among the nodes sharing a database and
+    /// stable across restarts [default: the host name].
+    #[arg(long, env = "SWITCHBOARD_NODE_NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_name: Option<String>,
+    /// Seconds between this node's heartbeats in the store [default: 5].
+    #[arg(long, env = "SWITCHBOARD_NODE_HEARTBEAT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_heartbeat_secs: Option<u64>,
+    /// Seconds without a heartbeat after which a node is gone and its
+    /// calls are failed by the others [default: 15].
+    #[arg(long, env = "SWITCHBOARD_NODE_STALE_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_stale_secs: Option<u64>,
     /// Keepalive period told to clients, seconds [default: 20].
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -220,7 +234,7 @@ enum UserCmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let serve = match &cli.command {
-        Some(Command::Serve(a)) => Some(a.clone()),
+        Some(Command::Serve(a)) => Some(a.as_ref().clone()),
         None => Some(ServeArgs::from_env()?),
         Some(_) => None,
     };

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub too_slow: Counter,
     /// WebSocket upgrades refused by the admission rate limit (503).
     pub admissions_refused: Counter,
+    /// Calls of gone nodes that this node's sweep failed.
+    pub gone_node_calls: Counter,
 }
 
 impl Default for Metrics {
@@ -54,6 +56,7 @@ impl Default for Metrics {
             login_closes: Counter::default(),
             too_slow: Counter::default(),
             admissions_refused: Counter::default(),
+            gone_node_calls: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -107,6 +110,11 @@ impl Default for Metrics {
             "admissions_refused",
             "WebSocket upgrades refused by the admission rate limit (503)",
             m.admissions_refused.clone(),
+        );
+        registry.register(
+            "gone_node_calls",
+            "Unfinished calls of gone nodes (stale heartbeat) this node ended as failed",
+            m.gone_node_calls.clone(),
         );
         Self { registry, ..m }
     }

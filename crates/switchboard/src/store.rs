@@ -214,6 +214,29 @@ macro_rules! on_pool {
 pub struct Store {
     pool: Pool,
     database: Database,
+    /// The node run whose calls this store records ([`Store::for_node`]).
+    node_run: Option<std::sync::Arc<str>>,
+}
+
+/// One run of a switchboard process (a node), as the store knows it: the
+/// configured node name, stable across restarts and unique among the
+/// nodes sharing a database, and a fresh id per run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRun {
+    /// The node's name ([`crate::Config::node_name`]).
+    pub name: String,
+    /// This run's id: 32 hex digits, random.
+    pub run_id: String,
+}
+
+impl NodeRun {
+    /// A new run of node `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            run_id: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
 }
 
 impl Store {
@@ -268,6 +291,7 @@ impl Store {
         Ok(Self {
             pool,
             database: database.clone(),
+            node_run: None,
         })
     }
 
@@ -729,59 +753,123 @@ impl Store {
 
     // ---- CDRs ---------------------------------------------------------------
 
-    /// Marks calls left unfinished by a previous run (killed mid-call) as
-    /// `failed`. Their end time is the last heartbeat of that run (never
-    /// before the call's last event, never after now). Returns how many.
+    /// Marks calls left unfinished by a server older than migration 0003
+    /// (their rows name no node run) as `failed`. Their end time is that
+    /// server's last heartbeat (never before the call's last event, never
+    /// after now). Returns how many. Calls of node runs are failed by
+    /// [`Self::fail_calls_of_gone_nodes`].
     ///
     /// # Errors
     /// [`Error::Database`].
     pub async fn recover_unfinished_calls(&self) -> Result<u64, Error> {
         let now = now_ms() as i64;
-        on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
-            let heartbeat: Option<i64> =
-                sqlx::query_scalar("SELECT at_ms FROM server_heartbeat WHERE id = 1")
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let bound = heartbeat.unwrap_or(now).min(now);
-            let done = sqlx::query(
-                "UPDATE calls SET end_reason = 'failed',
-                     ended_at_ms = CASE
-                         WHEN COALESCE(answered_at_ms, ringing_at_ms, created_at_ms) > $1
-                         THEN COALESCE(answered_at_ms, ringing_at_ms, created_at_ms)
-                         ELSE $1 END
-                 WHERE ended_at_ms IS NULL",
-            )
-            .bind(bound)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE calls SET duration_ms = CASE WHEN answered_at_ms IS NULL THEN 0
-                     ELSE ended_at_ms - answered_at_ms END
-                 WHERE duration_ms IS NULL AND ended_at_ms IS NOT NULL",
-            )
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(done.rows_affected())
-        })
+        let heartbeat: Option<i64> = on_pool!(&self.pool, p => {
+            sqlx::query_scalar("SELECT at_ms FROM server_heartbeat WHERE id = 1")
+                .fetch_optional(p)
+                .await?
+        });
+        self.fail_unfinished_calls(None, heartbeat.unwrap_or(now).min(now))
+            .await
     }
 
-    /// Records that the server is alive now (see [`Self::recover_unfinished_calls`]).
+    /// Fails the unfinished calls of one node run (`None`: of no run) as of
+    /// `bound_ms`: each ends at `bound_ms`, or at its last event when that
+    /// is later, as `failed`. Conditional on `ended_at_ms IS NULL`, so
+    /// sweeping twice, or from two nodes at once, fails each call once.
+    async fn fail_unfinished_calls(&self, run: Option<&str>, bound_ms: i64) -> Result<u64, Error> {
+        let done = on_pool!(&self.pool, p => sqlx::query(
+            "UPDATE calls SET end_reason = 'failed',
+                 ended_at_ms = CASE
+                     WHEN COALESCE(answered_at_ms, ringing_at_ms, created_at_ms) > $1
+                     THEN COALESCE(answered_at_ms, ringing_at_ms, created_at_ms)
+                     ELSE $1 END,
+                 duration_ms = CASE
+                     WHEN answered_at_ms IS NULL OR answered_at_ms > $1 THEN 0
+                     ELSE $1 - answered_at_ms END
+             WHERE ended_at_ms IS NULL AND node_run IS NOT DISTINCT FROM $2",
+        )
+        .bind(bound_ms)
+        .bind(run)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(done)
+    }
+
+    // ---- nodes --------------------------------------------------------------
+
+    /// This store, for the node run `node`: the calls it records name the
+    /// run ([`CdrWrite::Created`] fills `calls.node_run`), so that another
+    /// node can fail them if this run dies.
+    pub fn for_node(mut self, node: &NodeRun) -> Self {
+        self.node_run = Some(node.run_id.clone().into());
+        self
+    }
+
+    /// Records that node run `node` is alive now (registering it on the
+    /// first call).
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn heartbeat(&self) -> Result<(), Error> {
+    pub async fn node_heartbeat(&self, node: &NodeRun) -> Result<(), Error> {
+        let now = now_ms() as i64;
         on_pool!(&self.pool, p => {
             sqlx::query(
-            "INSERT INTO server_heartbeat (id, at_ms) VALUES (1, $1)
-                     ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
-        )
-        .bind(now_ms() as i64)
-        .execute(p)
-        .await?;
+                "INSERT INTO nodes (run_id, name, started_at_ms, heartbeat_at_ms)
+                 VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (run_id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms",
+            )
+            .bind(&node.run_id)
+            .bind(&node.name)
+            .bind(now)
+            .execute(p)
+            .await?;
         });
         Ok(())
+    }
+
+    /// Fails the unfinished calls of every node run that is gone, and
+    /// forgets those runs: an earlier run of `me`'s name (that process
+    /// ended: a node restarts under its name), and any run whose last
+    /// heartbeat is older than `stale_before_ms`. Each call ends at its
+    /// run's last heartbeat (never before its last event). Any node may
+    /// sweep at any time: the updates are conditional, so each call is
+    /// failed once. Returns how many calls were failed.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn fail_calls_of_gone_nodes(
+        &self,
+        me: &NodeRun,
+        stale_before_ms: u64,
+    ) -> Result<u64, Error> {
+        let now = now_ms() as i64;
+        let gone: Vec<(String, i64)> = on_pool!(&self.pool, p => sqlx::query_as(
+            "SELECT run_id, heartbeat_at_ms FROM nodes
+             WHERE run_id <> $1 AND (name = $2 OR heartbeat_at_ms < $3)",
+        )
+        .bind(&me.run_id)
+        .bind(&me.name)
+        .bind(stale_before_ms as i64)
+        .fetch_all(p)
+        .await?);
+        let mut failed = 0;
+        for (run, heartbeat) in gone {
+            let n = self
+                .fail_unfinished_calls(Some(&run), heartbeat.min(now))
+                .await?;
+            if n > 0 {
+                tracing::warn!(run = %run, calls = n, "failed the unfinished calls of a gone node");
+            }
+            failed += n;
+            on_pool!(&self.pool, p => {
+                sqlx::query("DELETE FROM nodes WHERE run_id = $1")
+                    .bind(&run)
+                    .execute(p)
+                    .await?;
+            });
+        }
+        Ok(failed)
     }
 
     /// Call history of a user, newest first: at most `limit` records created
@@ -876,12 +964,13 @@ impl Store {
     }
 }
 
-/// Applies one [`CdrWrite`] on `$tx` (a transaction of either backend);
+/// Applies one [`CdrWrite`] on `$tx` (a transaction of either backend),
+/// a new call row naming the node run `$node_run` (`Option<&str>`);
 /// evaluates to `Result<(), sqlx::Error>`. A macro rather than a function
 /// so that each driver's code is generated from the one SQL text
 /// ([`on_pool!`]).
 macro_rules! apply_cdr {
-    ($tx:ident, $w:expr) => {
+    ($tx:ident, $w:expr, $node_run:expr) => {
         async {
         match $w {
             CdrWrite::Created {
@@ -893,8 +982,9 @@ macro_rules! apply_cdr {
                 at_ms,
             } => {
                 sqlx::query(
-                    "INSERT INTO calls (id, tenant_id, caller_id, callee_id, caller_device, created_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO calls
+                       (id, tenant_id, caller_id, callee_id, caller_device, created_at_ms, node_run)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(call_id)
                 .bind(tenant_id)
@@ -902,6 +992,7 @@ macro_rules! apply_cdr {
                 .bind(callee_id)
                 .bind(caller_endpoint)
                 .bind(*at_ms as i64)
+                .bind($node_run)
                 .execute(&mut *$tx)
                 .await?;
             }
@@ -920,7 +1011,8 @@ macro_rules! apply_cdr {
                 at_ms,
             } => {
                 sqlx::query(
-                    "UPDATE calls SET answered_at_ms = $1, answered_device = $2 WHERE id = $3",
+                    "UPDATE calls SET answered_at_ms = $1, answered_device = $2
+                     WHERE id = $3 AND answered_at_ms IS NULL AND ended_at_ms IS NULL",
                 )
                 .bind(*at_ms as i64)
                 .bind(endpoint)
@@ -1318,7 +1410,7 @@ impl Store {
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             for (_, w) in batch {
-                apply_cdr!(tx, w).await?;
+                apply_cdr!(tx, w, self.node_run.as_deref()).await?;
             }
             tx.commit().await
         })

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::SinkExt;
 use serde_json::json;
+use switchboard::now_ms;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -351,6 +352,11 @@ fn admin_on(store: &[String], args: &[&str], stdin: Option<&str>) -> (bool, Stri
 }
 
 fn start_binary(store: &[String]) -> Proc {
+    start_binary_with(store, &[])
+}
+
+/// [`start_binary`] with more `serve` options.
+fn start_binary_with(store: &[String], serve: &[&str]) -> Proc {
     let mut child = switchboard_cmd(store)
         .stderr(Stdio::null())
         .args([
@@ -360,6 +366,7 @@ fn start_binary(store: &[String]) -> Proc {
             "--login-per-ip-per-min",
             "1000",
         ])
+        .args(serve)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -644,4 +651,112 @@ async fn sigkill_mid_call(d: &[String]) {
     assert_eq!(by_id("ringing-call")["duration_ms"], 0);
     p.child.kill().unwrap();
     let _ = p.child.wait();
+}
+
+/// Two nodes share one PostgreSQL database. A node that starts leaves the
+/// other's live calls alone; a node that is SIGKILLed mid-call has its
+/// unfinished calls failed by the survivor once its heartbeat is stale,
+/// ending at its last heartbeat; the survivor's own call goes on.
+#[tokio::test]
+async fn the_calls_of_a_killed_node_are_failed_by_another_and_its_own_go_on() {
+    let pg = common::postgres::Postgres::start();
+    let url = pg.create_database("switchboard").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = data_dir(dir.path());
+    store.extend(["--database".to_string(), url]);
+    assert!(admin_on(&store, &["tenant", "add", "acme"], None).0);
+    for u in ["alice", "bob", "carol", "dave"] {
+        let add = [
+            "user",
+            "add",
+            "--tenant",
+            "acme",
+            "--user",
+            u,
+            "--display-name",
+            u,
+            "--password-stdin",
+        ];
+        let (ok, out) = admin_on(&store, &add, Some(PW));
+        assert!(ok, "{out}");
+    }
+    let node = |name: &str| {
+        start_binary_with(
+            &store,
+            &[
+                "--node-name",
+                name,
+                "--node-heartbeat-secs",
+                "1",
+                "--node-stale-secs",
+                "3",
+            ],
+        )
+    };
+    let ws = |p: &Proc| format!("{}/v1/ws", p.base.replace("http://", "ws://"));
+    let record = |base: String, token: String, id: &'static str| async move {
+        let rec: serde_json::Value = reqwest::Client::new()
+            .get(format!("{base}/v1/calls/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        rec
+    };
+
+    let mut a = node("a");
+    let ta = login_at(&a.base, "acme", "alice").await;
+    let tb = login_at(&a.base, "acme", "bob").await;
+    let mut alice = connect_at(&ws(&a), &ta, "alice", "a1").await;
+    let mut bob = connect_at(&ws(&a), &tb, "bob", "b1").await;
+    answered_call(&mut alice, &mut bob, "on-a").await;
+
+    let b = node("b");
+    let tc = login_at(&b.base, "acme", "carol").await;
+    let td = login_at(&b.base, "acme", "dave").await;
+    let mut carol = connect_at(&ws(&b), &tc, "carol", "c1").await;
+    let mut dave = connect_at(&ws(&b), &td, "dave", "d1").await;
+    answered_call(&mut carol, &mut dave, "on-b").await;
+    // Node b's start did not end node a's call; a's tokens work on b.
+    let on_a = record(b.base.clone(), ta.clone(), "on-a").await;
+    assert!(on_a["answered_at_ms"].is_u64(), "{on_a}");
+    assert!(on_a["ended_at_ms"].is_null(), "{on_a}");
+
+    let killed_at = now_ms();
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let on_a = loop {
+        let rec = record(b.base.clone(), ta.clone(), "on-a").await;
+        if !rec["end_reason"].is_null() {
+            break rec;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node a's call still open 15 s after its death: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(on_a["end_reason"], "failed");
+    let ended = on_a["ended_at_ms"].as_u64().unwrap();
+    let answered = on_a["answered_at_ms"].as_u64().unwrap();
+    // Ended at a's last heartbeat (every second) before the kill.
+    assert!(
+        ended >= answered && ended <= killed_at,
+        "{on_a}, killed at {killed_at}"
+    );
+    assert_eq!(on_a["duration_ms"].as_u64().unwrap(), ended - answered);
+
+    // Node b's call is untouched and ends normally.
+    let on_b = record(b.base.clone(), tc.clone(), "on-b").await;
+    assert!(on_b["ended_at_ms"].is_null(), "{on_b}");
+    carol.hangup("on-b").await;
+    carol.expect("call.ended").await;
+    dave.expect("call.ended").await;
+    let on_b = record(b.base.clone(), tc.clone(), "on-b").await;
+    assert_eq!(on_b["end_reason"], "completed", "{on_b}");
+    drop(b);
 }

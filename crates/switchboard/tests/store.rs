@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::postgres::Postgres;
 use softphone_protocol::{CallDirection, CallQuality, CallRecord, EndReason, UserRef};
-use switchboard::store::{CdrWrite, CdrWriter, Database, TokenRefusal, verify_password};
+use switchboard::store::{CdrWrite, CdrWriter, Database, NodeRun, TokenRefusal, verify_password};
 use switchboard::{Error, Store, now_ms};
 
 /// Runs each named `async fn(Store)` once on SQLite and once on PostgreSQL.
@@ -201,16 +201,15 @@ async fn call_records_map_every_column_from_each_side(store: Store) {
     assert!(store.call_of(a, "other").await.unwrap().is_none());
 }
 
-async fn unfinished_calls_are_failed_on_recovery(store: Store) {
-    let t = store.add_tenant("acme").await.unwrap();
-    let a = store.add_user("acme", "a", "A", "password1").await.unwrap();
-    let b = store.add_user("acme", "b", "B", "password1").await.unwrap();
+/// Writes an answered, unfinished call `id` (created 10 s ago, answered
+/// 9 s ago) through a CDR writer on `store`.
+async fn open_call(store: &Store, id: &str, t: i64, a: i64, b: i64) {
     let (mut q, mut committed, task) = CdrWriter::start(store.clone(), || {});
     let now = now_ms();
     q.push(
         1,
         CdrWrite::Created {
-            call_id: "c1".into(),
+            call_id: id.into(),
             tenant_id: t,
             caller_id: a,
             callee_id: b,
@@ -221,7 +220,7 @@ async fn unfinished_calls_are_failed_on_recovery(store: Store) {
     let seq = q.push(
         2,
         CdrWrite::Answered {
-            call_id: "c1".into(),
+            call_id: id.into(),
             endpoint: "db".into(),
             at_ms: now - 9_000,
         },
@@ -229,13 +228,68 @@ async fn unfinished_calls_are_failed_on_recovery(store: Store) {
     committed.wait_for(|c| *c >= seq).await.unwrap();
     drop(q);
     task.await.unwrap();
-    store.heartbeat().await.unwrap();
+}
+
+async fn unfinished_calls_are_failed_on_recovery(store: Store) {
+    let t = store.add_tenant("acme").await.unwrap();
+    let a = store.add_user("acme", "a", "A", "password1").await.unwrap();
+    let b = store.add_user("acme", "b", "B", "password1").await.unwrap();
+    let failed = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let rec = store.call_of(a, id).await.unwrap().unwrap();
+            (rec.end_reason == Some(EndReason::Failed)).then(|| rec.duration_ms.unwrap())
+        }
+    };
+
+    // A call of a server older than the node table (no node run): failed
+    // at startup, ending now (no heartbeat of that server is stored).
+    open_call(&store, "legacy", t, a, b).await;
     assert_eq!(store.recover_unfinished_calls().await.unwrap(), 1);
-    let rec = store.call_of(a, "c1").await.unwrap().unwrap();
-    assert_eq!(rec.end_reason, Some(EndReason::Failed));
-    let d = rec.duration_ms.unwrap();
+    let d = failed("legacy").await.expect("failed");
     assert!((8_900..=10_000).contains(&d), "duration {d}");
     assert_eq!(store.recover_unfinished_calls().await.unwrap(), 0);
+
+    // Nodes x and y each route a call.
+    let x = NodeRun::new("x");
+    let y = NodeRun::new("y");
+    for (node, id) in [(&x, "on-x"), (&y, "on-y")] {
+        store.node_heartbeat(node).await.unwrap();
+        open_call(&store.clone().for_node(node), id, t, a, b).await;
+    }
+    let long_ago = now_ms() - 60_000;
+    // Live nodes are left alone, whoever sweeps; the legacy sweep does not
+    // touch calls of node runs.
+    assert_eq!(
+        store.fail_calls_of_gone_nodes(&y, long_ago).await.unwrap(),
+        0
+    );
+    assert_eq!(store.recover_unfinished_calls().await.unwrap(), 0);
+    assert_eq!(failed("on-x").await, None);
+
+    // x restarts (a new run of its name): its earlier run's call fails at
+    // once, ending at that run's last heartbeat.
+    let x2 = NodeRun::new("x");
+    assert_eq!(
+        store.fail_calls_of_gone_nodes(&x2, long_ago).await.unwrap(),
+        1
+    );
+    let d = failed("on-x").await.expect("x's call failed");
+    assert!((8_900..=10_000).contains(&d), "duration {d}");
+    assert_eq!(failed("on-y").await, None, "y is alive");
+
+    // y goes silent: once its heartbeat is stale, any node's sweep fails
+    // its call, once.
+    let after_y = now_ms() + 1;
+    assert_eq!(
+        store.fail_calls_of_gone_nodes(&x2, after_y).await.unwrap(),
+        1
+    );
+    assert!(failed("on-y").await.is_some());
+    assert_eq!(
+        store.fail_calls_of_gone_nodes(&x2, after_y).await.unwrap(),
+        0
+    );
 }
 
 async fn logins_end_on_logout_and_disable_not_on_expiry_or_refresh(store: Store) {

@@ -29,10 +29,7 @@ fn pg_bin() -> PathBuf {
         })
         .collect();
     versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .unwrap_or_default()
+    versions.pop().map(|(_, bin)| bin).unwrap_or_default()
 }
 
 fn is_root() -> bool {
