@@ -1,6 +1,8 @@
 //! Switchboard load generator: `cargo xtask bench signaling [--clients N]`.
 //!
-//! Starts the real `switchboard` binary on loopback with a fresh SQLite file,
+//! Starts the real `switchboard` binary on loopback with a fresh SQLite file
+//! (or, with `--store postgres`, a private PostgreSQL server started as the
+//! tests start it),
 //! provisions N users (tenants of `--tenant-size` users), opens N
 //! authenticated WebSocket clients, then drives `--pairs` concurrent
 //! invite → ringing → accept → hangup cycles with dummy SDP for `--seconds`.
@@ -29,6 +31,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The tests' private PostgreSQL server (`--store postgres`).
+#[path = "../tests/common/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
 #[derive(Parser, Debug)]
 #[command(about = "Switchboard signaling load generator")]
 struct Args {
@@ -47,6 +54,10 @@ struct Args {
     /// Clients connecting at once.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
+    /// The store: `sqlite` (a temp file) or `postgres` (a private server
+    /// in a temp directory, as in the tests; needs PostgreSQL installed).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    store: String,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -118,6 +129,16 @@ async fn expect(ws: &mut Ws, ty: &str) -> anyhow::Result<Value> {
 
 const SDP: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtcp-mux\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n";
 
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[derive(Default)]
 struct Samples {
     invite_ms: Vec<f64>,
@@ -132,9 +153,16 @@ async fn main() -> anyhow::Result<()> {
     let clients = args.clients.max(2) & !1;
     let pairs = args.pairs.clamp(1, clients / 2);
 
-    // Provision users and tokens straight into the SQLite file (argon2 once).
+    // Provision users and tokens straight into the store (argon2 once).
     let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path()).await?;
+    let (store, _pg, database) = if args.store == "postgres" {
+        let pg = postgres::Postgres::start();
+        let url = pg.create_database("switchboard").await;
+        let store = Store::connect(&switchboard::store::Database::parse(&url)?).await?;
+        (store, Some(pg), Some(url))
+    } else {
+        (Store::open(dir.path()).await?, None, None)
+    };
     let hash = switchboard::store::hash_password("bench-password".into()).await?;
     let mut tokens = Vec::with_capacity(clients);
     let tenants = clients.div_ceil(args.tenant_size);
@@ -158,9 +186,12 @@ async fn main() -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("--data-dir")
-        .arg(dir.path())
+    let mut server = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    server.arg("--data-dir").arg(dir.path());
+    if let Some(url) = &database {
+        server.args(["--database", url]);
+    }
+    let server = server
         .args([
             "serve",
             "--listen",
@@ -169,13 +200,20 @@ async fn main() -> anyhow::Result<()> {
             "10000",
             "--heartbeat-secs",
             "60",
-            // Measures how many sockets one node holds, not admission.
+            // Measures how many sockets one node holds, not admission
+            // (every client comes from 127.0.0.1).
             "--ws-admissions-per-sec",
+            "1000000",
+            "--ws-admissions-per-ip-per-sec",
             "1000000",
         ])
         .env("SWITCHBOARD_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()?;
+    // Stopped on every way out, errors included, before the PostgreSQL
+    // server (dropped after it).
+    let mut server = KillOnDrop(server);
+    let server = &mut server.0;
     let pid = server.id();
     let mut line = String::new();
     BufReader::new(server.stdout.take().expect("piped")).read_line(&mut line)?;
@@ -326,8 +364,8 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "signaling bench: {clients} clients ({tenants} tenants of {}), {pairs} concurrent call cycles, {:.1} s",
-        args.tenant_size, run_s
+        "signaling bench: {clients} clients ({tenants} tenants of {}), {pairs} concurrent call cycles, {:.1} s, store {}",
+        args.tenant_size, run_s, args.store
     );
     println!("  connections held at the end   {held_now} / {clients}");
     println!(
@@ -363,7 +401,5 @@ async fn main() -> anyhow::Result<()> {
     for t in idle_tasks {
         t.abort();
     }
-    let _ = server.kill();
-    let _ = server.wait();
     Ok(())
 }

@@ -126,6 +126,13 @@ pub struct Config {
     /// reconnect storm after a node dies reaches the others as a steady
     /// flow. Default 1000.
     pub ws_admissions_per_sec: u32,
+    /// WebSocket upgrades admitted per second from one client IP (bursts
+    /// of 2×), within [`Self::ws_admissions_per_sec`], so that one client
+    /// cannot use up the node's admissions; the IP is the one the login
+    /// limits see (`X-Forwarded-For` with [`Self::trust_forwarded_for`]).
+    /// A contact centre behind one NAT address reconnects at this rate
+    /// after a node dies. Default 200.
+    pub ws_admissions_per_ip_per_sec: u32,
     /// Take the client IP from `X-Forwarded-For` (only behind a reverse
     /// proxy that sets it). Default off.
     pub trust_forwarded_for: bool,
@@ -196,6 +203,7 @@ impl Config {
             login_per_ip_per_min: 60,
             frames_per_sec: 50,
             ws_admissions_per_sec: 1000,
+            ws_admissions_per_ip_per_sec: 200,
             trust_forwarded_for: false,
             metrics_token: None,
         }
@@ -247,6 +255,7 @@ impl Config {
             || self.login_per_ip_per_min == 0
             || self.frames_per_sec == 0
             || self.ws_admissions_per_sec == 0
+            || self.ws_admissions_per_ip_per_sec == 0
         {
             return Err(Error::Config("rate limits must be above zero".into()));
         }

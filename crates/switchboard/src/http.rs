@@ -263,7 +263,9 @@ impl FromRequestParts<Arc<Shared>> for Auth {
     }
 }
 
-fn client_ip(config: &Config, headers: &HeaderMap, addr: SocketAddr) -> IpAddr {
+/// The client's IP: the first `X-Forwarded-For` entry when
+/// [`Config::trust_forwarded_for`] is set and it parses, else the peer.
+pub(crate) fn client_ip(config: &Config, headers: &HeaderMap, addr: SocketAddr) -> IpAddr {
     if config.trust_forwarded_for
         && let Some(ip) = headers
             .get("x-forwarded-for")

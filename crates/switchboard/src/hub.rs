@@ -400,6 +400,52 @@ impl Hub {
         fx
     }
 
+    /// The endpoint behind `conn` signed out: its login ended (logout, or
+    /// the user disabled), so it will not come back and its calls get no
+    /// reconnect grace. It leaves every call it is in as a hang-up would:
+    /// an answered call ends `completed` by this user, its own ringing
+    /// invite ends `cancelled`, and an invite ringing it stops ringing it
+    /// (`unavailable` when it was the last rung endpoint; the user's other
+    /// endpoints ring on). Call before the socket closes; the later
+    /// [`Self::detach`] then finds no call. An unknown `conn` changes
+    /// nothing.
+    pub fn sign_out(&mut self, conn: ConnId, now_ms: u64) -> Effects {
+        let mut fx = Effects::default();
+        let Ok((me, ep)) = self.me(conn) else {
+            return fx;
+        };
+        let mut ids: Vec<String> = self
+            .users
+            .get(&me)
+            .and_then(|u| u.endpoints.get(&ep))
+            .map(|d| d.calls.iter().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        for id in ids {
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let is_caller = call.caller == me && call.caller_endpoint == ep;
+            match call.phase {
+                Phase::Active => {
+                    self.end_call(&mut fx, &id, EndReason::Completed, Some(me), now_ms);
+                }
+                Phase::Ringing if is_caller => {
+                    self.end_call(&mut fx, &id, EndReason::Cancelled, Some(me), now_ms);
+                }
+                Phase::Ringing => {
+                    call.rung_endpoints.retain(|d| *d != ep);
+                    let empty = call.rung_endpoints.is_empty();
+                    self.endpoint_leaves_call(me, &ep, &id);
+                    if empty {
+                        self.end_call(&mut fx, &id, EndReason::Unavailable, None, now_ms);
+                    }
+                }
+            }
+        }
+        fx
+    }
+
     /// The reconnect grace of an endpoint ran out: if it did not come back, its
     /// calls end as `failed` and the frames kept for it are dropped. A stale
     /// timer (the endpoint came back, or a newer grace started) does nothing.

@@ -104,6 +104,9 @@ pub(crate) struct Shared {
     pub limits: http::LoginLimits,
     /// Admission of new WebSockets ([`Config::ws_admissions_per_sec`]).
     pub admissions: governor::DefaultDirectRateLimiter,
+    /// Admission of new WebSockets per client IP
+    /// ([`Config::ws_admissions_per_ip_per_sec`]).
+    pub ip_admissions: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -157,6 +160,7 @@ pub async fn run(
         routing: Mutex::new(ws::Routing::new(cdr, metrics.clone())),
         limits: http::LoginLimits::new(&config),
         admissions: ws::admission_limiter(&config),
+        ip_admissions: ws::ip_admission_limiter(&config),
         config,
         store: store.clone(),
         metrics,
@@ -251,6 +255,8 @@ async fn background_tasks(shared: Arc<Shared>, node: store::NodeRun) {
         }
         shared.routing().hub.prune_ended(now_ms());
         shared.limits.prune();
+        shared.ip_admissions.retain_recent();
+        shared.ip_admissions.shrink_to_fit();
     }
 }
 

@@ -139,6 +139,11 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_WS_ADMISSIONS_PER_SEC")]
     #[serde(skip_serializing_if = "Option::is_none")]
     ws_admissions_per_sec: Option<u32>,
+    /// WebSocket upgrades admitted per second from one client IP
+    /// [default: 200].
+    #[arg(long, env = "SWITCHBOARD_WS_ADMISSIONS_PER_IP_PER_SEC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ws_admissions_per_ip_per_sec: Option<u32>,
     /// Take client IPs from X-Forwarded-For (only behind a proxy that sets it).
     #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]

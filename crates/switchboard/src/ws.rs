@@ -139,22 +139,38 @@ pub(crate) fn route(
 /// The admission limiter of new sockets: `ws_admissions_per_sec`, bursts
 /// of twice that.
 pub(crate) fn admission_limiter(config: &crate::Config) -> governor::DefaultDirectRateLimiter {
-    let n = NonZeroU32::new(config.ws_admissions_per_sec).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(
-        Quota::per_second(n).allow_burst(n.saturating_mul(NonZeroU32::new(2).unwrap_or(n))),
-    )
+    RateLimiter::direct(admission_quota(config.ws_admissions_per_sec))
+}
+
+/// The per-IP admission limiter: `ws_admissions_per_ip_per_sec`, bursts
+/// of 2×.
+pub(crate) fn ip_admission_limiter(
+    config: &crate::Config,
+) -> governor::DefaultKeyedRateLimiter<std::net::IpAddr> {
+    RateLimiter::keyed(admission_quota(config.ws_admissions_per_ip_per_sec))
+}
+
+/// `per_sec` a second with bursts of twice that.
+fn admission_quota(per_sec: u32) -> Quota {
+    let n = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(n).allow_burst(n.saturating_mul(NonZeroU32::new(2).unwrap_or(n)))
 }
 
 /// `GET /v1/ws`: upgrades with small buffers (4 KiB read, unbuffered
 /// writes) so that tens of thousands of idle sockets stay cheap. Over the
-/// admission rate the upgrade is refused with `503 rate_limited` and
-/// `Retry-After: 1` (clients retry with their backoff).
+/// admission rate, the client IP's or the node's, the upgrade is refused
+/// with `503 rate_limited` and `Retry-After: 1` (clients retry with their
+/// backoff).
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(shared): State<Arc<Shared>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    if shared.admissions.check().is_err() {
+    // The client's share first, so that a flood from one IP does not use
+    // up the node's admissions.
+    let ip = crate::http::client_ip(&shared.config, &headers, addr);
+    if shared.ip_admissions.check_key(&ip).is_err() || shared.admissions.check().is_err() {
         shared.metrics.admissions_refused.inc();
         return crate::http::ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -637,27 +653,40 @@ async fn dispatch(
 }
 
 /// Closes with 4001 every socket whose login `gone` names, e.g. after a
-/// logout; returns how many. The close goes through each socket's queue, so
-/// frames already queued are sent first; a full queue closes with 4008.
+/// logout; returns how many. Each socket's endpoint first leaves its calls
+/// ([`Hub::sign_out`]): they end at once rather than after the reconnect
+/// grace. The close goes through each socket's queue, so frames already
+/// queued are sent first; a full queue closes with 4008.
 pub(crate) fn close_logins(
     shared: &Arc<Shared>,
     gone: impl Fn(&str) -> bool,
     reason: &'static str,
 ) -> usize {
-    let r = shared.routing();
-    let mut n = 0;
-    for h in r.sockets.values().filter(|h| gone(&h.login)) {
-        if h.closing.swap(true, std::sync::atomic::Ordering::Relaxed) {
+    let mut r = shared.routing();
+    let ids: Vec<ConnId> = r
+        .sockets
+        .iter()
+        .filter(|(_, h)| gone(&h.login))
+        .filter(|(_, h)| !h.closing.swap(true, std::sync::atomic::Ordering::Relaxed))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in &ids {
+        // The login is over: its calls end now, not after the reconnect
+        // grace, and the other parties hear of it before the close.
+        let fx = r.hub.sign_out(*id, crate::now_ms());
+        let timers = r.apply(fx);
+        arm(shared, timers);
+        let Some(h) = r.sockets.get(id) else {
             continue;
-        }
+        };
         if h.tx
             .try_send(ConnCmd::Close(close_code::UNAUTHORIZED, reason))
             .is_err()
         {
             h.kill.notify_one();
         }
-        n += 1;
     }
+    let n = ids.len();
     shared.metrics.login_closes.inc_by(n as u64);
     n
 }

@@ -443,6 +443,66 @@ async fn errors_made_by_the_framework_are_json_with_a_code() {
     assert!(!body["message"].as_str().unwrap().is_empty());
 }
 
+/// A login that ends (logout, user disabled) ends its endpoint's calls at
+/// once, as hang-ups by that user: the other party does not wait out the
+/// reconnect grace, which is set far beyond the test here.
+#[tokio::test]
+async fn a_login_that_ends_mid_call_ends_its_calls_at_once() {
+    let srv = TestServer::start_with(|c| {
+        c.login_sweep = Duration::from_millis(50);
+        c.reconnect_grace = Duration::from_secs(600);
+    })
+    .await;
+    let token = srv.login("acme", "alice").await;
+    let mut alice = srv.connect(&token, "alice", "a1").await;
+    let mut bob = srv.client("bob", "b1").await;
+
+    // Logout while talking: completed, by alice.
+    answered_call(&mut alice, &mut bob, "talk").await;
+    let (status, _) = srv.post("/v1/logout", Some(&token), json!({})).await;
+    assert_eq!(status, 204);
+    let e = bob.expect("call.ended").await;
+    assert_eq!(
+        (&e["call_id"], &e["reason"], &e["by"]),
+        (&json!("talk"), &json!("completed"), &json!("alice"))
+    );
+    assert_eq!(alice.expect_close().await, 4001);
+    let rec = srv
+        .await_record(&bob.token, "talk", |r| !r["end_reason"].is_null())
+        .await;
+    assert_eq!(
+        (&rec["end_reason"], &rec["ended_by"]),
+        (&json!("completed"), &json!("alice"))
+    );
+
+    // The only rung endpoint signs out: the invite ends unavailable.
+    let mut alice2 = srv.client("alice", "a2").await;
+    bob.invite("ring-a2", "alice").await;
+    alice2.expect("call.incoming").await;
+    let (status, _) = srv.post("/v1/logout", Some(&alice2.token), json!({})).await;
+    assert_eq!(status, 204);
+    let e = bob.expect("call.ended").await;
+    assert_eq!(
+        (&e["call_id"], &e["reason"]),
+        (&json!("ring-a2"), &json!("unavailable"))
+    );
+    assert_eq!(alice2.expect_close().await, 4001);
+
+    // The caller is disabled while ringing: cancelled, by the caller; the
+    // sweep finds it (the admin CLI writes the store from another process).
+    let mut carol = srv.client("carol", "c1").await;
+    bob.invite("ring-c", "carol").await;
+    carol.expect("call.incoming").await;
+    srv.store.set_disabled("acme", "bob", true).await.unwrap();
+    let e = carol.expect("call.ended").await;
+    assert_eq!(
+        (&e["call_id"], &e["reason"], &e["by"]),
+        (&json!("ring-c"), &json!("cancelled"), &json!("bob"))
+    );
+    assert_eq!(bob.expect_close().await, 4001);
+    carol.assert_usable().await;
+}
+
 #[tokio::test]
 async fn logout_and_disabling_close_open_sockets_and_refresh_does_not() {
     let srv = TestServer::start_with(|c| c.login_sweep = Duration::from_millis(50)).await;
@@ -505,6 +565,42 @@ async fn new_sockets_over_the_admission_rate_get_503_and_retry_after() {
     // A second later the bucket has room again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     srv.client("carol", "c1").await.assert_usable().await;
+}
+
+/// One client IP gets its share of the admissions, not the node's: its
+/// third socket at once is refused while another IP still gets in.
+#[tokio::test]
+async fn one_client_ip_cannot_use_up_the_admissions_of_a_node() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let srv = TestServer::start_with(|c| {
+        c.trust_forwarded_for = true;
+        c.ws_admissions_per_ip_per_sec = 1;
+    })
+    .await;
+    let upgrade = |ip: &'static str| {
+        let mut req = srv.ws_url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("x-forwarded-for", ip.parse().unwrap());
+        async move {
+            tokio_tungstenite::connect_async(req)
+                .await
+                .map(|(ws, _)| ws)
+        }
+    };
+    // One a second per IP, bursts of two: back to back, the third is
+    // refused, and the node's admissions are not what refused it.
+    let _one = upgrade("10.0.0.1").await.expect("first socket");
+    let _two = upgrade("10.0.0.1").await.expect("second socket");
+    let err = upgrade("10.0.0.1")
+        .await
+        .expect_err("a third socket at once");
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = err else {
+        panic!("not an HTTP refusal: {err:?}");
+    };
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let _other = upgrade("10.0.0.2").await.expect("another IP gets in");
+    assert_eq!(srv.metric("switchboard_admissions_refused_total").await, 1);
 }
 
 #[tokio::test]

@@ -485,6 +485,44 @@ fn attach_sends_welcome_and_presence_goes_to_the_tenant_only() {
 // ---- §6.1 basic call ---------------------------------------------------------
 
 #[test]
+fn a_signed_out_endpoint_leaves_its_calls_at_once_without_grace() {
+    let mut w = World::new();
+    let a1 = w.connect(&alice(), "a1");
+    let a2 = w.connect(&alice(), "a2");
+    let b1 = w.connect(&bob(), "b1");
+    let c1 = w.connect(&carol(), "c1");
+    let c2 = w.connect(&carol(), "c2");
+    let d1 = w.connect(&dave(), "d1");
+    w.answered(a1, b1, &bob(), "talk");
+    // a1 is busy: carol's invite rings a2 alone; c1 is busy calling, so
+    // dave's invite rings c2 alone.
+    w.invite(c1, "ring", &alice());
+    w.invite(d1, "out", &carol());
+
+    // a1's login ends: the answered call ends completed, by alice; the
+    // invite ringing a2 rings on.
+    let fx = w.run(|h, now| h.sign_out(a1, now));
+    assert!(msgs(&fx, b1).contains(&ended("talk", EndReason::Completed, Some("alice"))));
+    assert!(msgs(&fx, a2).is_empty(), "{:?}", msgs(&fx, a2));
+    assert!(fx.timers.is_empty());
+    let fx = w.drop_conn(a1);
+    assert!(fx.timers.is_empty(), "no grace: {:?}", fx.timers);
+
+    // a2, the last rung endpoint, signs out: unavailable.
+    let fx = w.run(|h, now| h.sign_out(a2, now));
+    assert!(msgs(&fx, c1).contains(&ended("ring", EndReason::Unavailable, None)));
+
+    // The caller signs out while ringing: cancelled, by the caller.
+    let fx = w.run(|h, now| h.sign_out(d1, now));
+    assert!(msgs(&fx, c2).contains(&ended("out", EndReason::Cancelled, Some("dave"))));
+    assert_eq!(w.hub.call_count(), 0);
+
+    // An unknown connection changes nothing.
+    let fx = w.run(|h, now| h.sign_out(999, now));
+    assert_eq!(fx, Effects::default());
+}
+
+#[test]
 fn basic_call_6_1_relays_offer_answer_candidates_and_ends_completed() {
     let mut w = World::new();
     let a1 = w.connect(&alice(), "a1");
@@ -1645,7 +1683,21 @@ fn random_requests_never_panic_and_keep_the_invariants() {
                 }
                 2 => {
                     live.retain(|c| *c != conn);
-                    Ok(w.drop_conn(conn))
+                    // Half the drops end the login first (logout, user
+                    // disabled): then the endpoint keeps no call, so its
+                    // socket's close arms no grace.
+                    if rng.gen_bool(0.5) {
+                        let out = w.run(|h, now| h.sign_out(conn, now));
+                        timers.extend(out.timers);
+                        let fx = w.drop_conn(conn);
+                        assert!(
+                            !fx.timers.iter().any(|t| matches!(t, Timer::Grace { .. })),
+                            "a signed-out endpoint got a grace"
+                        );
+                        Ok(fx)
+                    } else {
+                        Ok(w.drop_conn(conn))
+                    }
                 }
                 3 | 4 => {
                     let target = people[rng.gen_range(0..people.len())].clone();
