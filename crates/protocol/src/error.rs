@@ -47,6 +47,11 @@ pub enum ErrorCode {
     RateLimited,
     /// Protocol version in `hello` not spoken by this server.
     ProtocolVersion,
+    /// Signed in, but not allowed to do this: an administrator's request
+    /// from an agent (HTTP 403).
+    Forbidden,
+    /// The name or number is taken (HTTP 409); pick another.
+    Conflict,
     /// The server failed; retrying later may help.
     Internal,
 }
@@ -71,6 +76,8 @@ impl ErrorCode {
             Self::SelfCall => "self_call",
             Self::RateLimited => "rate_limited",
             Self::ProtocolVersion => "protocol_version",
+            Self::Forbidden => "forbidden",
+            Self::Conflict => "conflict",
             Self::Internal => "internal",
         }
     }

@@ -52,8 +52,10 @@ pub const DEFAULT_HANDLE_MS: u64 = 120_000;
 /// answered in time (the industry's 80/20 figure), ms.
 pub const SERVICE_LEVEL_MS: u64 = 20_000;
 
-/// Whom a queue offers a waiting call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whom a queue offers a waiting call. On the wire and in the store:
+/// `longest_idle`, `round_robin`, `ring_all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// The eligible agent idle the longest.
     LongestIdle,
@@ -61,6 +63,24 @@ pub enum Strategy {
     RoundRobin,
     /// Every eligible agent at once; first accept wins.
     RingAll,
+}
+
+impl Strategy {
+    /// The wire and store name, e.g. `"longest_idle"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LongestIdle => "longest_idle",
+            Self::RoundRobin => "round_robin",
+            Self::RingAll => "ring_all",
+        }
+    }
+
+    /// The strategy of a wire or store name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::LongestIdle, Self::RoundRobin, Self::RingAll]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
 }
 
 /// What happens to a caller who waited the maximum.

@@ -67,6 +67,7 @@ impl From<crate::Error> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidValue, m)
             }
             crate::Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, m),
+            crate::Error::Conflict(m) => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, m),
             other => {
                 tracing::error!(error = %other, "request failed");
                 Self::new(
@@ -158,6 +159,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/healthz", get(healthz))
         .route("/v1/metrics", get(metrics))
         .route("/v1/ws", get(crate::ws::upgrade))
+        .merge(crate::admin::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
@@ -230,7 +232,7 @@ fn cors() -> tower_http::cors::CorsLayer {
 
 /// A request authenticated by `Authorization: Bearer <token>`.
 pub struct Auth {
-    user: AuthedUser,
+    pub(crate) user: AuthedUser,
     token: String,
 }
 
@@ -278,7 +280,8 @@ pub(crate) fn client_ip(config: &Config, headers: &HeaderMap, addr: SocketAddr) 
     addr.ip()
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+/// The JSON body as `T`, or a `400 bad_frame` naming what is wrong.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

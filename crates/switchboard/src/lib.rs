@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub mod acd;
+mod admin;
 mod config;
 mod http;
 mod hub;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use serde::Serialize;
+use switchboard::acd::Strategy;
+use switchboard::store::{QueueSpec, Role};
 use switchboard::{Config, LogFormat, Store};
 
 /// Switchboard: signaling server of the softphone.
@@ -59,6 +61,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCmd),
+    /// Manage queues (support lines callers dial by name or number).
+    #[command(subcommand)]
+    Queue(QueueCmd),
 }
 
 /// Options of `serve`, named as the TOML keys. Serialized, they join
@@ -234,6 +239,100 @@ enum UserCmd {
         #[arg(long)]
         user: String,
     },
+    /// Set a user's role: `admin` also manages the tenant's queues through
+    /// the admin HTTP API; `agent` only calls.
+    Role {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// `agent` or `admin`.
+        #[arg(long, value_parser = ["agent", "admin"])]
+        role: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueCmd {
+    /// Add a queue with no members.
+    ///
+    /// Example: switchboard queue add --tenant acme --name support
+    ///   --number 2001 --strategy longest_idle --ring-secs 20
+    Add {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// What callers dial: 1–64 of A–Z a–z 0–9 - _ . @, not a user's name.
+        #[arg(long)]
+        name: String,
+        /// An extension callers may dial instead: 2–15 digits.
+        #[arg(long)]
+        number: Option<String>,
+        /// longest_idle, round_robin or ring_all.
+        #[arg(long, default_value = "longest_idle", value_parser = ["longest_idle", "round_robin", "ring_all"])]
+        strategy: String,
+        /// Seconds one offer rings before the next agent (5–300).
+        #[arg(long, default_value_t = 20)]
+        ring_secs: u32,
+        /// Seconds a caller waits at most (10–86400).
+        #[arg(long, default_value_t = 300)]
+        max_wait_secs: u32,
+        /// Queue the caller moves to at the maximum wait; without it the
+        /// call ends as no_answer.
+        #[arg(long)]
+        overflow_queue: Option<String>,
+        /// Told to a caller whose call ends at the maximum wait.
+        #[arg(long)]
+        max_wait_message: Option<String>,
+        /// Seconds of after-call work after each queue call (0–3600).
+        #[arg(long, default_value_t = 30)]
+        wrap_up_secs: u32,
+        /// Offers in a row an agent lets lapse or declines before being set
+        /// away (1–20).
+        #[arg(long, default_value_t = 3)]
+        lapse_limit: u32,
+    },
+    /// List the queues of a tenant with their members.
+    List {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Remove a queue.
+    Remove {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Queue name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Make an agent a member of a queue.
+    MemberAdd {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Queue name.
+        #[arg(long)]
+        queue: String,
+        /// User name of the agent.
+        #[arg(long)]
+        user: String,
+    },
+    /// Take an agent out of a queue.
+    MemberRemove {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Queue name.
+        #[arg(long)]
+        queue: String,
+        /// User name of the agent.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -255,6 +354,7 @@ fn main() -> anyhow::Result<()> {
         None | Some(Command::Serve(_)) => rt.block_on(serve_main(config)),
         Some(Command::Tenant(t)) => rt.block_on(tenant_cmd(config, t)),
         Some(Command::User(u)) => rt.block_on(user_cmd(config, u)),
+        Some(Command::Queue(q)) => rt.block_on(queue_cmd(config, q)),
     }
 }
 
@@ -341,14 +441,14 @@ async fn user_cmd(config: Config, cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::List { tenant } => {
             println!(
-                "{:<20} {:<24} {:<32} STATUS",
-                "TENANT", "USER", "DISPLAY NAME"
+                "{:<20} {:<24} {:<32} {:<6} STATUS",
+                "TENANT", "USER", "DISPLAY NAME", "ROLE"
             );
             for u in store.list_users(tenant.as_deref()).await? {
                 let status = if u.disabled { "disabled" } else { "active" };
                 println!(
-                    "{:<20} {:<24} {:<32} {status}",
-                    u.tenant, u.username, u.display_name
+                    "{:<20} {:<24} {:<32} {:<6} {status}",
+                    u.tenant, u.username, u.display_name, u.role
                 );
             }
         }
@@ -359,6 +459,88 @@ async fn user_cmd(config: Config, cmd: UserCmd) -> anyhow::Result<()> {
         UserCmd::Enable { tenant, user } => {
             store.set_disabled(&tenant, &user, false).await?;
             println!("user `{user}` of tenant `{tenant}` enabled");
+        }
+        UserCmd::Role { tenant, user, role } => {
+            store.set_role(&tenant, &user, Role::parse(&role)).await?;
+            println!("user `{user}` of tenant `{tenant}` is now {role}");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn queue_cmd(config: Config, cmd: QueueCmd) -> anyhow::Result<()> {
+    let store = Store::connect(&config.store_database()?).await?;
+    match cmd {
+        QueueCmd::Add {
+            tenant,
+            name,
+            number,
+            strategy,
+            ring_secs,
+            max_wait_secs,
+            overflow_queue,
+            max_wait_message,
+            wrap_up_secs,
+            lapse_limit,
+        } => {
+            let spec = QueueSpec {
+                name: name.clone(),
+                number,
+                strategy: Strategy::parse(&strategy).context("unknown strategy")?,
+                ring_secs,
+                max_wait_secs,
+                overflow_queue,
+                max_wait_message,
+                wrap_up_secs,
+                lapse_limit,
+            };
+            let t = store.tenant_id(&tenant).await?;
+            store.add_queue(t, &spec).await?;
+            println!("queue `{name}` added to tenant `{tenant}`");
+        }
+        QueueCmd::List { tenant } => {
+            let t = store.tenant_id(&tenant).await?;
+            println!(
+                "{:<20} {:<8} {:<13} {:>5} {:>8} {:>7}  MEMBERS",
+                "QUEUE", "NUMBER", "STRATEGY", "RING", "MAX WAIT", "WRAP-UP"
+            );
+            for q in store.queues(t).await? {
+                let s = &q.spec;
+                println!(
+                    "{:<20} {:<8} {:<13} {:>4}s {:>7}s {:>6}s  {}",
+                    s.name,
+                    s.number.as_deref().unwrap_or("-"),
+                    s.strategy.as_str(),
+                    s.ring_secs,
+                    s.max_wait_secs,
+                    s.wrap_up_secs,
+                    q.members.join(" ")
+                );
+            }
+        }
+        QueueCmd::Remove { tenant, name } => {
+            let t = store.tenant_id(&tenant).await?;
+            store.remove_queue(t, &name).await?;
+            println!("queue `{name}` removed from tenant `{tenant}`");
+        }
+        QueueCmd::MemberAdd {
+            tenant,
+            queue,
+            user,
+        } => {
+            let t = store.tenant_id(&tenant).await?;
+            store.set_queue_member(t, &queue, &user, true).await?;
+            println!("`{user}` is a member of queue `{queue}`");
+        }
+        QueueCmd::MemberRemove {
+            tenant,
+            queue,
+            user,
+        } => {
+            let t = store.tenant_id(&tenant).await?;
+            store.set_queue_member(t, &queue, &user, false).await?;
+            println!("`{user}` is no longer a member of queue `{queue}`");
         }
     }
     store.close().await;

@@ -55,6 +55,8 @@ pub struct AuthedUser {
     /// Sockets are closed when their login is ended ([`Store::ended_logins`]).
     /// Empty for a session row older than migration 0002.
     pub login_id: String,
+    /// What the user may do beyond calling.
+    pub role: Role,
 }
 
 /// Why a token was refused.
@@ -79,6 +81,8 @@ pub struct UserRow {
     pub display_name: String,
     /// Whether login is refused.
     pub disabled: bool,
+    /// `agent` or `admin` ([`Role`]).
+    pub role: String,
 }
 
 /// A user looked up for login.
@@ -133,6 +137,7 @@ struct TokenRow {
     username: String,
     display_name: String,
     disabled: bool,
+    role: String,
 }
 
 /// Which database a store uses, parsed from `--database`.
@@ -341,7 +346,11 @@ impl Store {
         Ok(names)
     }
 
-    async fn tenant_id(&self, tenant: &str) -> Result<TenantId, Error> {
+    /// The key of the tenant named `tenant`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown tenant.
+    pub async fn tenant_id(&self, tenant: &str) -> Result<TenantId, Error> {
         on_pool!(&self.pool, p => sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
             .bind(tenant)
             .fetch_optional(p)
@@ -440,7 +449,7 @@ impl Store {
             None => None,
         };
         let rows = on_pool!(&self.pool, p => sqlx::query_as(
-            "SELECT u.id, t.name AS tenant, u.username, u.display_name, u.disabled
+            "SELECT u.id, t.name AS tenant, u.username, u.display_name, u.disabled, u.role
              FROM users u JOIN tenants t ON t.id = u.tenant_id
              WHERE $1 IS NULL OR u.tenant_id = $1
              ORDER BY t.name, u.username",
@@ -617,7 +626,7 @@ impl Store {
         }
         let row: Option<TokenRow> = on_pool!(&self.pool, p => sqlx::query_as(
             "SELECT s.login_id, s.expires_at_ms, u.id AS user_id, u.tenant_id, t.name AS tenant,
-                    u.username, u.display_name, u.disabled
+                    u.username, u.display_name, u.disabled, u.role
              FROM sessions s JOIN users u ON u.id = s.user_id JOIN tenants t ON t.id = u.tenant_id
              WHERE s.token_hash = $1",
         )
@@ -644,6 +653,7 @@ impl Store {
             },
             token_expires_at_ms: expires,
             login_id: r.login_id.unwrap_or_default(),
+            role: Role::parse(&r.role),
         }))
     }
 
@@ -1416,3 +1426,6 @@ impl Store {
         })
     }
 }
+
+mod queues;
+pub use queues::{QueueRow, QueueSpec, Role};

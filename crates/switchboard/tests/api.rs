@@ -620,3 +620,143 @@ async fn a_socket_outlives_its_expired_and_purged_token() {
     alice.assert_usable().await;
     assert_eq!(srv.metric("switchboard_login_closes_total").await, 0);
 }
+
+/// Administrators manage the queues of their own tenant through the admin
+/// API; agents get 403, and bad settings clear errors.
+#[tokio::test]
+async fn admins_manage_the_queues_of_their_tenant_and_agents_may_not() {
+    use reqwest::Method;
+    let srv = TestServer::start().await;
+    let role = switchboard::store::Role::Admin;
+    srv.store.set_role("acme", "alice", role).await.unwrap();
+    srv.store.set_role("globex", "mallory", role).await.unwrap();
+    let admin = srv.login("acme", "alice").await;
+    let agent = srv.login("acme", "bob").await;
+    let other = srv.login("globex", "mallory").await;
+    let srv = &srv;
+    let call = |method: Method, path: &str, token: &str, body: Option<serde_json::Value>| {
+        let (path, token) = (path.to_string(), token.to_string());
+        async move { srv.request(method, &path, Some(&token), body).await }
+    };
+
+    // Agents and strangers are refused on every route.
+    let routes = [
+        (Method::GET, "/v1/admin/queues"),
+        (Method::POST, "/v1/admin/queues"),
+        (Method::GET, "/v1/admin/queues/support"),
+        (Method::PUT, "/v1/admin/queues/support"),
+        (Method::DELETE, "/v1/admin/queues/support"),
+        (Method::PUT, "/v1/admin/queues/support/members/bob"),
+        (Method::DELETE, "/v1/admin/queues/support/members/bob"),
+    ];
+    for (m, path) in &routes {
+        let body = Some(json!({"name": "support"}));
+        let (status, err) = call(m.clone(), path, &agent, body.clone()).await;
+        assert_eq!(
+            (status, &err["code"]),
+            (403, &json!("forbidden")),
+            "{m} {path}"
+        );
+        let (status, _) = srv.request(m.clone(), path, None, body).await;
+        assert_eq!(status, 401, "{m} {path}");
+    }
+
+    // Create with defaults filled in.
+    let spec = json!({"name": "support", "number": "2001", "strategy": "ring_all"});
+    let (status, q) = call(Method::POST, "/v1/admin/queues", &admin, Some(spec.clone())).await;
+    assert_eq!(status, 201, "{q}");
+    assert_eq!(
+        q,
+        json!({"name": "support", "number": "2001", "strategy": "ring_all", "ring_secs": 20,
+               "max_wait_secs": 300, "overflow_queue": null, "max_wait_message": null,
+               "wrap_up_secs": 30, "lapse_limit": 3, "members": []})
+    );
+    // Taken names, bad values, unknown keys.
+    for (body, status, code) in [
+        (spec.clone(), 409, "conflict"),
+        (json!({"name": "bob"}), 409, "conflict"),
+        (json!({"name": "sales", "number": "2001"}), 409, "conflict"),
+        (
+            json!({"name": "sales", "ring_secs": 0}),
+            400,
+            "invalid_value",
+        ),
+        (
+            json!({"name": "sales", "number": "12a"}),
+            400,
+            "invalid_value",
+        ),
+        (
+            json!({"name": "sales", "overflow_queue": "nope"}),
+            400,
+            "invalid_value",
+        ),
+        (
+            json!({"name": "sales", "strategy": "random"}),
+            400,
+            "bad_frame",
+        ),
+        (json!({"name": "sales", "colour": "red"}), 400, "bad_frame"),
+    ] {
+        let (got, err) = call(Method::POST, "/v1/admin/queues", &admin, Some(body.clone())).await;
+        assert_eq!(
+            (got, err["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {err}"
+        );
+        assert!(!err["message"].as_str().unwrap().is_empty());
+    }
+
+    // Members: of this tenant only; idempotent.
+    for user in ["bob", "carol", "bob"] {
+        let path = format!("/v1/admin/queues/support/members/{user}");
+        assert_eq!(call(Method::PUT, &path, &admin, None).await.0, 204);
+    }
+    let path = "/v1/admin/queues/support/members/mallory";
+    assert_eq!(call(Method::PUT, path, &admin, None).await.0, 404);
+    let path = "/v1/admin/queues/nope/members/bob";
+    assert_eq!(call(Method::PUT, path, &admin, None).await.0, 404);
+    let path = "/v1/admin/queues/support/members/carol";
+    assert_eq!(call(Method::DELETE, path, &admin, None).await.0, 204);
+
+    // Replace: settings change, members stay.
+    let new = json!({"name": "support", "strategy": "longest_idle", "wrap_up_secs": 0});
+    let (status, q) = call(Method::PUT, "/v1/admin/queues/support", &admin, Some(new)).await;
+    assert_eq!(status, 200, "{q}");
+    assert_eq!(
+        (&q["strategy"], &q["wrap_up_secs"], &q["number"]),
+        (&json!("longest_idle"), &json!(0), &json!(null))
+    );
+    assert_eq!(q["members"], json!(["bob"]));
+    let (status, list) = call(Method::GET, "/v1/admin/queues", &admin, None).await;
+    assert_eq!((status, list["queues"].as_array().unwrap().len()), (200, 1));
+
+    // Another tenant's admin sees none of it.
+    let (_, list) = call(Method::GET, "/v1/admin/queues", &other, None).await;
+    assert_eq!(list["queues"], json!([]));
+    assert_eq!(
+        call(Method::GET, "/v1/admin/queues/support", &other, None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(Method::DELETE, "/v1/admin/queues/support", &other, None)
+            .await
+            .0,
+        404
+    );
+
+    assert_eq!(
+        call(Method::DELETE, "/v1/admin/queues/support", &admin, None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        call(Method::GET, "/v1/admin/queues/support", &admin, None)
+            .await
+            .0,
+        404
+    );
+}

@@ -760,3 +760,76 @@ async fn the_calls_of_a_killed_node_are_failed_by_another_and_its_own_go_on() {
     assert_eq!(on_b["end_reason"], "completed", "{on_b}");
     drop(b);
 }
+
+#[tokio::test]
+async fn admin_commands_manage_queues_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(admin(d, &["tenant", "add", "acme"], None).0);
+    let add = [
+        "user",
+        "add",
+        "--tenant",
+        "acme",
+        "--user",
+        "alice",
+        "--display-name",
+        "Alice",
+        "--password-stdin",
+    ];
+    assert!(admin(d, &add, Some(PW)).0);
+    let (ok, out) = admin(
+        d,
+        &[
+            "user", "role", "--tenant", "acme", "--user", "alice", "--role", "admin",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let (_, out) = admin(d, &["user", "list"], None);
+    assert!(out.contains("admin"), "{out}");
+
+    let queue = |extra: &[&str]| {
+        let mut args = vec!["queue", "add", "--tenant", "acme"];
+        args.extend_from_slice(extra);
+        admin(d, &args, None)
+    };
+    let (ok, out) = queue(&[
+        "--name",
+        "support",
+        "--number",
+        "2001",
+        "--strategy",
+        "ring_all",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = queue(&["--name", "alice"]);
+    assert!(!ok && out.contains("user's name"), "{out}");
+    let (ok, out) = queue(&["--name", "sales", "--ring-secs", "1"]);
+    assert!(!ok && out.contains("ring_secs"), "{out}");
+    let member = ["--tenant", "acme", "--queue", "support", "--user", "alice"];
+    let (ok, out) = admin(d, &[&["queue", "member-add"][..], &member].concat(), None);
+    assert!(ok, "{out}");
+    let (_, out) = admin(d, &["queue", "list", "--tenant", "acme"], None);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("support"))
+        .unwrap_or_default();
+    for part in ["2001", "ring_all", "20s", "alice"] {
+        assert!(line.contains(part), "{part} missing: {out}");
+    }
+    let (ok, out) = admin(
+        d,
+        &[&["queue", "member-remove"][..], &member].concat(),
+        None,
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = admin(
+        d,
+        &["queue", "remove", "--tenant", "acme", "--name", "support"],
+        None,
+    );
+    assert!(ok, "{out}");
+    let (_, out) = admin(d, &["queue", "list", "--tenant", "acme"], None);
+    assert!(!out.contains("support"), "{out}");
+}

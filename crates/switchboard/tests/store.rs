@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use common::postgres::Postgres;
 use softphone_protocol::{CallDirection, CallQuality, CallRecord, EndReason, UserRef};
-use switchboard::store::{CdrWrite, CdrWriter, Database, NodeRun, TokenRefusal, verify_password};
+use switchboard::acd::Strategy;
+use switchboard::store::{
+    CdrWrite, CdrWriter, Database, NodeRun, QueueSpec, Role, TokenRefusal, verify_password,
+};
 use switchboard::{Error, Store, now_ms};
 
 /// Runs each named `async fn(Store)` once on SQLite and once on PostgreSQL.
@@ -50,6 +53,7 @@ on_both_backends!(
     bulk_adds_are_all_or_nothing_and_the_directory_ignores_case,
     history_pages_follow_the_cursor_newest_first,
     migrations_run_again_on_an_open_database,
+    queues_and_their_members_are_kept_per_tenant,
 );
 
 async fn users_sessions_and_tokens(store: Store) {
@@ -545,4 +549,170 @@ async fn migrations_run_again_on_an_open_database(store: Store) {
     let again = Store::connect(store.database()).await.unwrap();
     assert_eq!(again.list_tenants().await.unwrap(), ["acme"]);
     again.close().await;
+}
+
+async fn queues_and_their_members_are_kept_per_tenant(store: Store) {
+    let acme = store.add_tenant("acme").await.unwrap();
+    let globex = store.add_tenant("globex").await.unwrap();
+    for u in ["alice", "bob"] {
+        store.add_user("acme", u, u, "password1").await.unwrap();
+    }
+    let support = QueueSpec {
+        number: Some("2001".into()),
+        strategy: Strategy::RingAll,
+        ring_secs: 15,
+        ..QueueSpec::named("support")
+    };
+    store.add_queue(acme, &support).await.unwrap();
+    // Names and numbers are unique among queues and users of a tenant, not
+    // across tenants.
+    let taken = |spec: QueueSpec| {
+        let store = store.clone();
+        async move { store.add_queue(acme, &spec).await }
+    };
+    assert!(matches!(
+        taken(QueueSpec::named("support")).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        taken(QueueSpec::named("alice")).await,
+        Err(Error::Conflict(_))
+    ));
+    let same_number = QueueSpec {
+        number: Some("2001".into()),
+        ..QueueSpec::named("sales")
+    };
+    assert!(matches!(taken(same_number).await, Err(Error::Conflict(_))));
+    let bad_overflow = QueueSpec {
+        overflow_queue: Some("nope".into()),
+        ..QueueSpec::named("sales")
+    };
+    assert!(matches!(taken(bad_overflow).await, Err(Error::Invalid(_))));
+    let bad_ring = QueueSpec {
+        ring_secs: 1,
+        ..QueueSpec::named("sales")
+    };
+    assert!(matches!(taken(bad_ring).await, Err(Error::Invalid(_))));
+    store
+        .add_queue(globex, &QueueSpec::named("support"))
+        .await
+        .unwrap();
+
+    // Members, idempotent both ways.
+    for u in ["bob", "alice", "alice"] {
+        store
+            .set_queue_member(acme, "support", u, true)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store
+            .set_queue_member(acme, "support", "mallory", true)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    let q = store.queue(acme, "support").await.unwrap().unwrap();
+    assert_eq!(q.spec, support);
+    assert_eq!(q.members, ["alice", "bob"]);
+    store
+        .set_queue_member(acme, "support", "bob", false)
+        .await
+        .unwrap();
+    store
+        .set_queue_member(acme, "support", "bob", false)
+        .await
+        .unwrap();
+
+    // Overflow, replace (renaming keeps members), removal.
+    let sales = QueueSpec {
+        overflow_queue: Some("support".into()),
+        ..QueueSpec::named("sales")
+    };
+    store.add_queue(acme, &sales).await.unwrap();
+    assert!(matches!(
+        store.remove_queue(acme, "support").await,
+        Err(Error::Conflict(_))
+    ));
+    let renamed = QueueSpec {
+        name: "help".into(),
+        wrap_up_secs: 0,
+        ..support.clone()
+    };
+    assert!(matches!(
+        store
+            .replace_queue(acme, "support", &QueueSpec::named("sales"))
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    store
+        .add_queue(acme, &QueueSpec::named("spare"))
+        .await
+        .unwrap();
+    store
+        .replace_queue(
+            acme,
+            "spare",
+            &QueueSpec {
+                name: "spare".into(),
+                lapse_limit: 5,
+                ..QueueSpec::named("spare")
+            },
+        )
+        .await
+        .unwrap();
+    store.remove_queue(acme, "spare").await.unwrap();
+    assert!(matches!(
+        store.remove_queue(acme, "spare").await,
+        Err(Error::NotFound(_))
+    ));
+    let sales_only = QueueSpec {
+        overflow_queue: None,
+        ..sales.clone()
+    };
+    store
+        .replace_queue(acme, "sales", &sales_only)
+        .await
+        .unwrap();
+    store
+        .replace_queue(acme, "support", &renamed)
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .queues(acme)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.spec.name)
+        .collect();
+    assert_eq!(names, ["help", "sales"]);
+    assert_eq!(
+        store.queue(acme, "help").await.unwrap().unwrap().members,
+        ["alice"]
+    );
+    assert_eq!(store.queues(globex).await.unwrap().len(), 1);
+
+    // Roles reach the resolved token.
+    let alice = store
+        .find_user(acme, "alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+    let (token, _) = store
+        .create_session(alice, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.resolve_token(&token).await.unwrap().unwrap().role,
+        Role::Agent
+    );
+    store.set_role("acme", "alice", Role::Admin).await.unwrap();
+    assert_eq!(
+        store.resolve_token(&token).await.unwrap().unwrap().role,
+        Role::Admin
+    );
+    assert!(matches!(
+        store.set_role("acme", "zed", Role::Admin).await,
+        Err(Error::NotFound(_))
+    ));
 }

@@ -17,7 +17,7 @@ export type EndReason = "completed" | "rejected" | "busy" | "no_answer" | "cance
 
 export type CallDirection = "outgoing" | "incoming";
 
-export type ErrorCode = "bad_frame" | "unknown_type" | "frame_too_large" | "invalid_value" | "not_authenticated" | "already_authenticated" | "unauthorized" | "token_expired" | "invalid_credentials" | "not_found" | "call_state" | "call_exists" | "glare" | "self_call" | "rate_limited" | "protocol_version" | "internal";
+export type ErrorCode = "bad_frame" | "unknown_type" | "frame_too_large" | "invalid_value" | "not_authenticated" | "already_authenticated" | "unauthorized" | "token_expired" | "invalid_credentials" | "not_found" | "call_state" | "call_exists" | "glare" | "self_call" | "rate_limited" | "protocol_version" | "forbidden" | "conflict" | "internal";
 
 export type CallQuality = { 
 /**

@@ -41,6 +41,7 @@ fn person(user_id: UserId, tenant_id: TenantId, name: &str) -> AuthedUser {
         },
         token_expires_at_ms: u64::MAX,
         login_id: format!("login-{user_id}"),
+        role: crate::store::Role::Agent,
     }
 }
 
