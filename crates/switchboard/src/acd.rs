@@ -43,6 +43,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::store::UserId;
 
+pub mod hours;
+pub use hours::{Hours, HoursError};
+
 /// An agent: the user's key.
 pub type AgentId = UserId;
 

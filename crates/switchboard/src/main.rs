@@ -293,6 +293,16 @@ enum QueueCmd {
         /// away (1–20).
         #[arg(long, default_value_t = 3)]
         lapse_limit: u32,
+        /// Business hours, e.g. "mon-fri 09:00-18:00; sat 10:00-14:00";
+        /// without them the queue is always open.
+        #[arg(long)]
+        hours: Option<String>,
+        /// IANA time zone of the hours, e.g. Europe/Paris [default: UTC].
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Told to callers outside the business hours.
+        #[arg(long)]
+        closed_message: Option<String>,
     },
     /// List the queues of a tenant with their members.
     List {
@@ -483,6 +493,9 @@ async fn queue_cmd(config: Config, cmd: QueueCmd) -> anyhow::Result<()> {
             max_wait_message,
             wrap_up_secs,
             lapse_limit,
+            hours,
+            timezone,
+            closed_message,
         } => {
             let spec = QueueSpec {
                 name: name.clone(),
@@ -494,6 +507,9 @@ async fn queue_cmd(config: Config, cmd: QueueCmd) -> anyhow::Result<()> {
                 max_wait_message,
                 wrap_up_secs,
                 lapse_limit,
+                hours,
+                timezone,
+                closed_message,
             };
             let t = store.tenant_id(&tenant).await?;
             store.add_queue(t, &spec).await?;

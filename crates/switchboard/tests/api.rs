@@ -669,7 +669,8 @@ async fn admins_manage_the_queues_of_their_tenant_and_agents_may_not() {
         q,
         json!({"name": "support", "number": "2001", "strategy": "ring_all", "ring_secs": 20,
                "max_wait_secs": 300, "overflow_queue": null, "max_wait_message": null,
-               "wrap_up_secs": 30, "lapse_limit": 3, "members": []})
+               "wrap_up_secs": 30, "lapse_limit": 3, "hours": null, "timezone": null,
+               "closed_message": null, "members": []})
     );
     // Taken names, bad values, unknown keys.
     for (body, status, code) in [
@@ -697,6 +698,21 @@ async fn admins_manage_the_queues_of_their_tenant_and_agents_may_not() {
             "bad_frame",
         ),
         (json!({"name": "sales", "colour": "red"}), 400, "bad_frame"),
+        (
+            json!({"name": "sales", "hours": "mon-fry 09:00-17:00"}),
+            400,
+            "invalid_value",
+        ),
+        (
+            json!({"name": "sales", "hours": "mon 09:00-17:00", "timezone": "Mars/Base"}),
+            400,
+            "invalid_value",
+        ),
+        (
+            json!({"name": "sales", "timezone": "Europe/Paris"}),
+            400,
+            "invalid_value",
+        ),
     ] {
         let (got, err) = call(Method::POST, "/v1/admin/queues", &admin, Some(body.clone())).await;
         assert_eq!(
@@ -720,7 +736,9 @@ async fn admins_manage_the_queues_of_their_tenant_and_agents_may_not() {
     assert_eq!(call(Method::DELETE, path, &admin, None).await.0, 204);
 
     // Replace: settings change, members stay.
-    let new = json!({"name": "support", "strategy": "longest_idle", "wrap_up_secs": 0});
+    let new = json!({"name": "support", "strategy": "longest_idle", "wrap_up_secs": 0,
+                     "hours": "mon-fri 09:00-18:00; sat 10:00-14:00", "timezone": "Europe/Paris",
+                     "closed_message": "We are closed"});
     let (status, q) = call(Method::PUT, "/v1/admin/queues/support", &admin, Some(new)).await;
     assert_eq!(status, 200, "{q}");
     assert_eq!(
@@ -728,6 +746,11 @@ async fn admins_manage_the_queues_of_their_tenant_and_agents_may_not() {
         (&json!("longest_idle"), &json!(0), &json!(null))
     );
     assert_eq!(q["members"], json!(["bob"]));
+    assert_eq!(q["hours"], "mon-fri 09:00-18:00; sat 10:00-14:00");
+    assert_eq!(
+        (&q["timezone"], &q["closed_message"]),
+        (&json!("Europe/Paris"), &json!("We are closed"))
+    );
     let (status, list) = call(Method::GET, "/v1/admin/queues", &admin, None).await;
     assert_eq!((status, list["queues"].as_array().unwrap().len()), (200, 1));
 

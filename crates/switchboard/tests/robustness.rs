@@ -801,12 +801,18 @@ async fn admin_commands_manage_queues_and_roles() {
         "2001",
         "--strategy",
         "ring_all",
+        "--hours",
+        "mon-fri 09:00-18:00",
+        "--timezone",
+        "Europe/Paris",
     ]);
     assert!(ok, "{out}");
     let (ok, out) = queue(&["--name", "alice"]);
     assert!(!ok && out.contains("user's name"), "{out}");
     let (ok, out) = queue(&["--name", "sales", "--ring-secs", "1"]);
     assert!(!ok && out.contains("ring_secs"), "{out}");
+    let (ok, out) = queue(&["--name", "sales", "--hours", "weekdays 9-5"]);
+    assert!(!ok && out.contains("weekdays"), "{out}");
     let member = ["--tenant", "acme", "--queue", "support", "--user", "alice"];
     let (ok, out) = admin(d, &[&["queue", "member-add"][..], &member].concat(), None);
     assert!(ok, "{out}");

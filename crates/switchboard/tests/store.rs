@@ -561,6 +561,9 @@ async fn queues_and_their_members_are_kept_per_tenant(store: Store) {
         number: Some("2001".into()),
         strategy: Strategy::RingAll,
         ring_secs: 15,
+        hours: Some("mon-fri 09:00-18:00".into()),
+        timezone: Some("Europe/Paris".into()),
+        closed_message: Some("Closed; call back tomorrow".into()),
         ..QueueSpec::named("support")
     };
     store.add_queue(acme, &support).await.unwrap();

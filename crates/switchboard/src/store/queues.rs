@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 use super::{Pool, Store, TenantId, check_name, is_unique_violation};
-use crate::acd::Strategy;
+use crate::acd::{Hours, Strategy};
 use crate::{Error, now_ms};
 
 /// What a user may do beyond calling: an `admin` also manages the queues
@@ -77,6 +77,17 @@ pub struct QueueSpec {
     /// away (1–20). Default 3.
     #[serde(default = "default_lapse_limit")]
     pub lapse_limit: u32,
+    /// When the queue takes calls: a weekly schedule such as `mon-fri
+    /// 09:00-18:00; sat 10:00-14:00` ([`crate::acd::hours`]). Absent: always
+    /// open.
+    #[serde(default)]
+    pub hours: Option<String>,
+    /// The IANA time zone of `hours`, e.g. `Europe/Paris`. Absent: UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Told to a caller outside the business hours (≤ 500 bytes).
+    #[serde(default)]
+    pub closed_message: Option<String>,
 }
 
 fn default_strategy() -> Strategy {
@@ -108,6 +119,22 @@ impl QueueSpec {
             max_wait_message: None,
             wrap_up_secs: default_wrap_up_secs(),
             lapse_limit: default_lapse_limit(),
+            hours: None,
+            timezone: None,
+            closed_message: None,
+        }
+    }
+
+    /// The parsed business hours; `None` when the queue is always open.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad schedule or zone.
+    pub fn business_hours(&self) -> Result<Option<Hours>, Error> {
+        match &self.hours {
+            None => Ok(None),
+            Some(h) => Hours::parse(h, self.timezone.as_deref().unwrap_or("UTC"))
+                .map(Some)
+                .map_err(|e| Error::Invalid(format!("hours: {e}"))),
         }
     }
 
@@ -139,15 +166,18 @@ impl QueueSpec {
                 return Err(Error::Invalid("a queue cannot overflow to itself".into()));
             }
         }
-        if self
-            .max_wait_message
-            .as_ref()
-            .is_some_and(|m| m.len() > 500)
-        {
-            return Err(Error::Invalid(
-                "max_wait_message must be at most 500 bytes".into(),
-            ));
+        for (what, m) in [
+            ("max_wait_message", &self.max_wait_message),
+            ("closed_message", &self.closed_message),
+        ] {
+            if m.as_ref().is_some_and(|m| m.len() > 500) {
+                return Err(Error::Invalid(format!("{what} must be at most 500 bytes")));
+            }
         }
+        if self.timezone.is_some() && self.hours.is_none() {
+            return Err(Error::Invalid("timezone needs hours".into()));
+        }
+        self.business_hours()?;
         Ok(())
     }
 }
@@ -174,6 +204,9 @@ struct SpecRow {
     max_wait_message: Option<String>,
     wrap_up_secs: i64,
     lapse_limit: i64,
+    hours: Option<String>,
+    timezone: Option<String>,
+    closed_message: Option<String>,
 }
 
 impl SpecRow {
@@ -189,12 +222,15 @@ impl SpecRow {
             max_wait_message: self.max_wait_message,
             wrap_up_secs: secs(self.wrap_up_secs),
             lapse_limit: secs(self.lapse_limit),
+            hours: self.hours,
+            timezone: self.timezone,
+            closed_message: self.closed_message,
         }
     }
 }
 
 const SPEC_COLUMNS: &str = "id, name, number, strategy, ring_secs, max_wait_secs, overflow_queue,
-     max_wait_message, wrap_up_secs, lapse_limit";
+     max_wait_message, wrap_up_secs, lapse_limit, hours, timezone, closed_message";
 
 impl Store {
     /// Sets a user's role.
@@ -327,8 +363,8 @@ impl Store {
         let r = on_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO queues (tenant_id, name, number, strategy, ring_secs, max_wait_secs,
                  overflow_queue, max_wait_message, wrap_up_secs, lapse_limit,
-                 created_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                 created_at_ms, updated_at_ms, hours, timezone, closed_message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
         )
         .bind(tenant_id)
         .bind(&spec.name)
@@ -341,6 +377,9 @@ impl Store {
         .bind(i64::from(spec.wrap_up_secs))
         .bind(i64::from(spec.lapse_limit))
         .bind(now)
+        .bind(&spec.hours)
+        .bind(&spec.timezone)
+        .bind(&spec.closed_message)
         .execute(p)
         .await
         .map(|_| ()));
@@ -367,7 +406,8 @@ impl Store {
         let r = on_pool!(&self.pool, p => sqlx::query(
             "UPDATE queues SET name = $2, number = $3, strategy = $4, ring_secs = $5,
                  max_wait_secs = $6, overflow_queue = $7, max_wait_message = $8,
-                 wrap_up_secs = $9, lapse_limit = $10, updated_at_ms = $11
+                 wrap_up_secs = $9, lapse_limit = $10, updated_at_ms = $11,
+                 hours = $12, timezone = $13, closed_message = $14
              WHERE id = $1",
         )
         .bind(old.id)
@@ -381,6 +421,9 @@ impl Store {
         .bind(i64::from(spec.wrap_up_secs))
         .bind(i64::from(spec.lapse_limit))
         .bind(now_ms() as i64)
+        .bind(&spec.hours)
+        .bind(&spec.timezone)
+        .bind(&spec.closed_message)
         .execute(p)
         .await
         .map(|_| ()));
