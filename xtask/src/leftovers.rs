@@ -44,7 +44,9 @@ pub(crate) const WATCHED: &[&str] = &[
     "switchboard",
     "phonectl",
     "turnserver",
-    "postgres",
+    // Not "postgres": a system PostgreSQL forks backends by that name at
+    // any time. The tests' private servers carry this run's tag (runuser
+    // and pg_ctl keep the environment), which is how they are caught.
     "softphone",
 ];
 

@@ -55,9 +55,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The store: `sqlite://PATH` or `postgres://USER@HOST/DB` (see
     /// [`crate::store::Database::parse`]). Default: `switchboard.db` in
-    /// [`Self::data_dir`]. PostgreSQL without a bus (`--redis`, not yet
-    /// built) is for one node: a node that starts marks every unfinished
-    /// call in the database as failed.
+    /// [`Self::data_dir`]. Several nodes may share one PostgreSQL database;
+    /// what they share and what not yet is in docs/deploy.md.
     pub database: Option<String>,
     /// This node's name among the switchboards sharing a database: stable
     /// across restarts and unique per node (two live nodes must not share
@@ -69,8 +68,10 @@ pub struct Config {
     #[serde(rename = "node_heartbeat_secs", deserialize_with = "secs")]
     pub node_heartbeat: Duration,
     /// A node whose heartbeat is older than this is gone: any other node
-    /// fails its unfinished calls. Default 15 s; more than
-    /// `node_heartbeat`. Key `node_stale_secs`.
+    /// fails its unfinished calls. Default 15 s; at least 3 ×
+    /// `node_heartbeat`. Heartbeats carry each node's own clock, so the
+    /// nodes' clocks must agree (NTP) to well within this. Key
+    /// `node_stale_secs`.
     #[serde(rename = "node_stale_secs", deserialize_with = "secs")]
     pub node_stale: Duration,
     /// Address the binary listens on. Default `127.0.0.1:8080`. [`crate::run`]
@@ -259,9 +260,9 @@ impl Config {
         {
             return Err(Error::Config("rate limits must be above zero".into()));
         }
-        if self.node_stale <= self.node_heartbeat {
+        if self.node_stale < self.node_heartbeat * 3 {
             return Err(Error::Config(
-                "node_stale_secs must be above node_heartbeat_secs".into(),
+                "node_stale_secs must be at least 3 × node_heartbeat_secs".into(),
             ));
         }
         let name = self.node_name.trim();

@@ -143,7 +143,7 @@ pub async fn run(
     store.node_heartbeat(&node).await?;
     let recovered = store.recover_unfinished_calls().await?
         + store
-            .fail_calls_of_gone_nodes(&node, stale_before(&config))
+            .fail_calls_of_gone_nodes(&node, stale_before(&config), true)
             .await?;
     if recovered > 0 {
         tracing::warn!(
@@ -169,6 +169,7 @@ pub async fn run(
         shutdown: stop_rx,
     });
     let background = tokio::spawn(background_tasks(shared.clone(), node.clone()));
+    let heartbeat = tokio::spawn(node_heartbeat(shared.clone(), node.clone()));
     let sweep = tokio::spawn(login_sweep(shared.clone()));
 
     let addr = listener.local_addr()?;
@@ -210,6 +211,7 @@ pub async fn run(
         Err(_) => tracing::warn!("HTTP connections still open after 5 s; leaving them"),
     }
     background.abort();
+    heartbeat.abort();
     sweep.abort();
     // Dropping the last queue handle lets the writer drain and stop.
     shared.routing().cdr.close();
@@ -223,21 +225,37 @@ pub async fn run(
     Ok(())
 }
 
-/// Every [`Config::node_heartbeat`]: this node's heartbeat, the sweep of
-/// gone nodes' calls, and the pruning of ended calls and rate limiters;
-/// hourly, the purge of expired sessions.
+/// This node's heartbeat in the store, every [`Config::node_heartbeat`],
+/// in a task of its own so that nothing slower delays it.
+async fn node_heartbeat(shared: Arc<Shared>, node: store::NodeRun) {
+    let mut tick = tokio::time::interval(shared.config.node_heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match shared.store.node_heartbeat(&node).await {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                run = %node.run_id,
+                "another node took this one for dead (its heartbeat was older than \
+                 node_stale_secs) and ended the records of its unfinished calls as failed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "heartbeat write failed"),
+        }
+    }
+}
+
+/// Every [`Config::node_heartbeat`]: the sweep of gone nodes' calls, and
+/// the pruning of ended calls and rate limiters; hourly, the purge of
+/// expired sessions.
 async fn background_tasks(shared: Arc<Shared>, node: store::NodeRun) {
     let mut tick = tokio::time::interval(shared.config.node_heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_purge: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
-        if let Err(e) = shared.store.node_heartbeat(&node).await {
-            tracing::warn!(error = %e, "heartbeat write failed");
-        }
         match shared
             .store
-            .fail_calls_of_gone_nodes(&node, stale_before(&shared.config))
+            .fail_calls_of_gone_nodes(&node, stale_before(&shared.config), false)
             .await
         {
             Ok(0) => {}

@@ -381,15 +381,7 @@ impl Store {
         }
         let hash = hash_password(password.to_string()).await?;
         let users = [(username.to_string(), display_name.to_string())];
-        let ids = self
-            .add_users_hashed(tenant, &users, &hash)
-            .await
-            .map_err(|e| match e {
-                Error::Conflict(_) => {
-                    Error::Conflict(format!("user `{username}` exists in tenant `{tenant}`"))
-                }
-                other => other,
-            })?;
+        let ids = self.add_users_hashed(tenant, &users, &hash).await?;
         Ok(ids[0])
     }
 
@@ -415,6 +407,20 @@ impl Store {
             let mut tx = p.begin().await?;
             let mut ids = Vec::with_capacity(users.len());
             for (username, display_name) in users {
+                // Callers dial queues and users alike: a user may not take
+                // a queue's name or number.
+                let queues: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM queues WHERE tenant_id = $1 AND (name = $2 OR number = $2)",
+                )
+                .bind(tenant_id)
+                .bind(username)
+                .fetch_one(&mut *tx)
+                .await?;
+                if queues > 0 {
+                    return Err(Error::Conflict(format!(
+                        "`{username}` is a queue's name or number in tenant `{tenant}`"
+                    )));
+                }
                 let r: Result<UserId, _> = sqlx::query_scalar(
                     "INSERT INTO users (tenant_id, username, display_name, password_hash, created_at_ms)
                      VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -429,7 +435,9 @@ impl Store {
                 match r {
                     Ok(id) => ids.push(id),
                     Err(e) if is_unique_violation(&e) => {
-                        return Err(Error::Conflict(format!("user `{username}` exists")));
+                        return Err(Error::Conflict(format!(
+                            "user `{username}` exists in tenant `{tenant}`"
+                        )));
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -564,7 +572,10 @@ impl Store {
         query: &str,
         limit: u32,
     ) -> Result<Vec<Callee>, Error> {
-        let pattern = format!("%{}%", query.replace(['%', '_'], ""));
+        // LIKE's wildcards and PostgreSQL's escape character are dropped,
+        // so that the query means the same on both backends. Case folding
+        // is ASCII on SQLite, Unicode on PostgreSQL.
+        let pattern = format!("%{}%", query.replace(['%', '_', '\\'], ""));
         // lower() on both sides: SQLite's LIKE ignores ASCII case,
         // PostgreSQL's does not.
         let rows: Vec<NamesRow> = on_pool!(&self.pool, p => sqlx::query_as(
@@ -816,18 +827,30 @@ impl Store {
         self
     }
 
-    /// Records that node run `node` is alive now (registering it on the
-    /// first call).
+    /// Records that node run `node` is alive now. Returns whether its row
+    /// was there: `false` the first time (the run registers), and `false`
+    /// later when another node took this run for dead (its heartbeat went
+    /// stale) and failed its calls; the run is registered again.
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn node_heartbeat(&self, node: &NodeRun) -> Result<(), Error> {
+    pub async fn node_heartbeat(&self, node: &NodeRun) -> Result<bool, Error> {
         let now = now_ms() as i64;
+        let updated = on_pool!(&self.pool, p => sqlx::query(
+            "UPDATE nodes SET heartbeat_at_ms = $2 WHERE run_id = $1",
+        )
+        .bind(&node.run_id)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected());
+        if updated == 1 {
+            return Ok(true);
+        }
         on_pool!(&self.pool, p => {
             sqlx::query(
                 "INSERT INTO nodes (run_id, name, started_at_ms, heartbeat_at_ms)
-                 VALUES ($1, $2, $3, $3)
-                 ON CONFLICT (run_id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms",
+                 VALUES ($1, $2, $3, $3) ON CONFLICT (run_id) DO NOTHING",
             )
             .bind(&node.run_id)
             .bind(&node.name)
@@ -835,13 +858,14 @@ impl Store {
             .execute(p)
             .await?;
         });
-        Ok(())
+        Ok(false)
     }
 
     /// Fails the unfinished calls of every node run that is gone, and
-    /// forgets those runs: an earlier run of `me`'s name (that process
-    /// ended: a node restarts under its name), and any run whose last
-    /// heartbeat is older than `stale_before_ms`. Each call ends at its
+    /// forgets those runs: any run whose last heartbeat is older than
+    /// `stale_before_ms`, and, with `earlier_runs_of_my_name` (at a node's
+    /// start only: that process ended, the node restarted under its name),
+    /// every other run of `me`'s name. Each call ends at its
     /// run's last heartbeat (never before its last event). Any node may
     /// sweep at any time: the updates are conditional, so each call is
     /// failed once. Returns how many calls were failed.
@@ -852,15 +876,17 @@ impl Store {
         &self,
         me: &NodeRun,
         stale_before_ms: u64,
+        earlier_runs_of_my_name: bool,
     ) -> Result<u64, Error> {
         let now = now_ms() as i64;
         let gone: Vec<(String, i64)> = on_pool!(&self.pool, p => sqlx::query_as(
             "SELECT run_id, heartbeat_at_ms FROM nodes
-             WHERE run_id <> $1 AND (name = $2 OR heartbeat_at_ms < $3)",
+             WHERE run_id <> $1 AND (($4 AND name = $2) OR heartbeat_at_ms < $3)",
         )
         .bind(&me.run_id)
         .bind(&me.name)
         .bind(stale_before_ms as i64)
+        .bind(earlier_runs_of_my_name)
         .fetch_all(p)
         .await?);
         let mut failed = 0;
@@ -1008,7 +1034,8 @@ macro_rules! apply_cdr {
             }
             CdrWrite::Ringing { call_id, at_ms } => {
                 sqlx::query(
-                    "UPDATE calls SET ringing_at_ms = $1 WHERE id = $2 AND ringing_at_ms IS NULL",
+                    "UPDATE calls SET ringing_at_ms = $1
+                     WHERE id = $2 AND ringing_at_ms IS NULL AND ended_at_ms IS NULL",
                 )
                 .bind(*at_ms as i64)
                 .bind(call_id)

@@ -264,11 +264,12 @@ async fn serve_socket(
 
     let (tx, rx) = mpsc::channel(QUEUE);
     let kill = Arc::new(Notify::new());
+    let closing: Arc<std::sync::atomic::AtomicBool> = Arc::default();
     let handle = ConnHandle {
         tx: tx.clone(),
         kill: kill.clone(),
         login: who.login_id.clone(),
-        closing: Arc::default(),
+        closing: closing.clone(),
     };
     let parts = WelcomeParts {
         session_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -367,6 +368,11 @@ async fn serve_socket(
             }
             Message::Ping(_) | Message::Pong(_) => continue,
         };
+        // The login ended and the close is on its way: nothing this socket
+        // still sends may start a call that would outlive the sign-out.
+        if closing.load(std::sync::atomic::Ordering::Relaxed) {
+            continue;
+        }
         shared.metrics.frames_in.inc();
         if limiter.check().is_err() {
             strikes += 1;

@@ -258,24 +258,42 @@ async fn unfinished_calls_are_failed_on_recovery(store: Store) {
     let x = NodeRun::new("x");
     let y = NodeRun::new("y");
     for (node, id) in [(&x, "on-x"), (&y, "on-y")] {
-        store.node_heartbeat(node).await.unwrap();
+        assert!(!store.node_heartbeat(node).await.unwrap(), "registers");
+        assert!(store.node_heartbeat(node).await.unwrap(), "was there");
         open_call(&store.clone().for_node(node), id, t, a, b).await;
     }
     let long_ago = now_ms() - 60_000;
     // Live nodes are left alone, whoever sweeps; the legacy sweep does not
     // touch calls of node runs.
     assert_eq!(
-        store.fail_calls_of_gone_nodes(&y, long_ago).await.unwrap(),
+        store
+            .fail_calls_of_gone_nodes(&y, long_ago, true)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(store.recover_unfinished_calls().await.unwrap(), 0);
     assert_eq!(failed("on-x").await, None);
 
-    // x restarts (a new run of its name): its earlier run's call fails at
-    // once, ending at that run's last heartbeat.
+    // x restarts (a new run of its name): only its start-up sweep takes
+    // the earlier run of its name for gone; a periodic sweep does not, so
+    // two live runs of one name would not end each other's calls forever.
     let x2 = NodeRun::new("x");
     assert_eq!(
-        store.fail_calls_of_gone_nodes(&x2, long_ago).await.unwrap(),
+        store
+            .fail_calls_of_gone_nodes(&x2, long_ago, false)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(failed("on-x").await, None);
+    // At its start, the earlier run's call fails at once, ending at that
+    // run's last heartbeat.
+    assert_eq!(
+        store
+            .fail_calls_of_gone_nodes(&x2, long_ago, true)
+            .await
+            .unwrap(),
         1
     );
     let d = failed("on-x").await.expect("x's call failed");
@@ -286,12 +304,20 @@ async fn unfinished_calls_are_failed_on_recovery(store: Store) {
     // its call, once.
     let after_y = now_ms() + 1;
     assert_eq!(
-        store.fail_calls_of_gone_nodes(&x2, after_y).await.unwrap(),
+        store
+            .fail_calls_of_gone_nodes(&x2, after_y, false)
+            .await
+            .unwrap(),
         1
     );
     assert!(failed("on-y").await.is_some());
+    // y comes back: its heartbeat finds its row gone and says so.
+    assert!(!store.node_heartbeat(&y).await.unwrap());
     assert_eq!(
-        store.fail_calls_of_gone_nodes(&x2, after_y).await.unwrap(),
+        store
+            .fail_calls_of_gone_nodes(&x2, after_y, false)
+            .await
+            .unwrap(),
         0
     );
 }
@@ -636,6 +662,30 @@ async fn queues_and_their_members_are_kept_per_tenant(store: Store) {
         store.remove_queue(acme, "support").await,
         Err(Error::Conflict(_))
     ));
+    // Nor renamed while sales overflows to it, and no overflow loops.
+    let moved = QueueSpec {
+        name: "moved".into(),
+        ..support.clone()
+    };
+    assert!(matches!(
+        store.replace_queue(acme, "support", &moved).await,
+        Err(Error::Conflict(_))
+    ));
+    let looped = QueueSpec {
+        overflow_queue: Some("sales".into()),
+        ..support.clone()
+    };
+    assert!(matches!(
+        store.replace_queue(acme, "support", &looped).await,
+        Err(Error::Invalid(m)) if m.contains("loop")
+    ));
+    // A new user may not take a queue's name or number.
+    for taken in ["sales", "2001"] {
+        assert!(matches!(
+            store.add_user("acme", taken, "X", "password1").await,
+            Err(Error::Conflict(_))
+        ));
+    }
     let renamed = QueueSpec {
         name: "help".into(),
         wrap_up_secs: 0,

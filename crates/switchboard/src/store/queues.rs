@@ -342,10 +342,23 @@ impl Store {
                 )));
             }
         }
-        if let Some(o) = &spec.overflow_queue
-            && self.spec_row(tenant_id, o).await?.is_none()
-        {
-            return Err(Error::Invalid(format!("no queue `{o}` to overflow to")));
+        // The overflow target exists, and following overflows from it never
+        // comes back to this queue (a caller would circle for ever).
+        let mut next = spec.overflow_queue.clone();
+        let mut hops = 0;
+        while let Some(o) = next {
+            let Some(row) = self.spec_row(tenant_id, &o).await? else {
+                return Err(Error::Invalid(format!("no queue `{o}` to overflow to")));
+            };
+            hops += 1;
+            if row.id == except || o == spec.name || hops > 1_000 {
+                return Err(Error::Invalid(format!(
+                    "overflowing to `{}` would loop back to `{}`",
+                    spec.overflow_queue.as_deref().unwrap_or_default(),
+                    spec.name
+                )));
+            }
+            next = row.overflow_queue;
         }
         Ok(())
     }
@@ -353,7 +366,8 @@ impl Store {
     /// Creates a queue with no members.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad value or an unknown overflow queue,
+    /// [`Error::Invalid`] for a bad value, an unknown overflow queue or an
+    /// overflow that loops back,
     /// [`Error::Conflict`] when the name or number is taken (by a queue or
     /// a user of the tenant).
     pub async fn add_queue(&self, tenant_id: TenantId, spec: &QueueSpec) -> Result<(), Error> {
@@ -390,7 +404,8 @@ impl Store {
     /// differs); its members stay.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown queue; otherwise as
+    /// [`Error::NotFound`] for an unknown queue; [`Error::Conflict`] for a
+    /// rename while another queue overflows to it; otherwise as
     /// [`Self::add_queue`].
     pub async fn replace_queue(
         &self,
@@ -402,6 +417,9 @@ impl Store {
         let Some(old) = self.spec_row(tenant_id, name).await? else {
             return Err(Error::NotFound(format!("no queue `{name}`")));
         };
+        if spec.name != name {
+            self.refuse_if_overflow_target(tenant_id, name).await?;
+        }
         self.check_dialable(tenant_id, spec, Some(old.id)).await?;
         let r = on_pool!(&self.pool, p => sqlx::query(
             "UPDATE queues SET name = $2, number = $3, strategy = $4, ring_secs = $5,
@@ -436,18 +454,7 @@ impl Store {
     /// [`Error::NotFound`] for an unknown queue, [`Error::Conflict`] while
     /// another queue overflows to it.
     pub async fn remove_queue(&self, tenant_id: TenantId, name: &str) -> Result<(), Error> {
-        let from: Option<String> = on_pool!(&self.pool, p => sqlx::query_scalar(
-            "SELECT name FROM queues WHERE tenant_id = $1 AND overflow_queue = $2 ORDER BY name",
-        )
-        .bind(tenant_id)
-        .bind(name)
-        .fetch_optional(p)
-        .await?);
-        if let Some(from) = from {
-            return Err(Error::Conflict(format!(
-                "queue `{from}` overflows to `{name}`; change it first"
-            )));
-        }
+        self.refuse_if_overflow_target(tenant_id, name).await?;
         let n = on_pool!(&self.pool, p => sqlx::query(
             "DELETE FROM queues WHERE tenant_id = $1 AND name = $2",
         )
@@ -500,6 +507,28 @@ impl Store {
             }
         });
         Ok(())
+    }
+
+    /// [`Error::Conflict`] while another queue overflows to `name` (it may
+    /// then be neither removed nor renamed).
+    async fn refuse_if_overflow_target(
+        &self,
+        tenant_id: TenantId,
+        name: &str,
+    ) -> Result<(), Error> {
+        let from: Option<String> = on_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT name FROM queues WHERE tenant_id = $1 AND overflow_queue = $2 ORDER BY name",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_optional(p)
+        .await?);
+        match from {
+            Some(from) => Err(Error::Conflict(format!(
+                "queue `{from}` overflows to `{name}`; change it first"
+            ))),
+            None => Ok(()),
+        }
     }
 
     async fn user_id(&self, tenant_id: TenantId, username: &str) -> Result<Option<i64>, Error> {
