@@ -531,9 +531,10 @@ fn test() -> Result<bool> {
     step("switchboard-postgres", &mut || {
         cargo_test_env(
             &[
+                // --workspace, not -p: the same feature resolution as the
+                // build step, so the test binaries are not built again.
                 "test",
-                "-p",
-                "switchboard",
+                "--workspace",
                 "--no-fail-fast",
                 "--test",
                 "api",
