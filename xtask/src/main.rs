@@ -531,8 +531,9 @@ fn test() -> Result<bool> {
     step("switchboard-postgres", &mut || {
         cargo_test_env(
             &[
-                // --workspace, not -p: the same feature resolution as the
-                // build step, so the test binaries are not built again.
+                // These three targets alone unify fewer dev-dependency
+                // features than the whole workspace, so cargo builds their
+                // binaries once more (about 3 min on a cold CI machine).
                 "test",
                 "--workspace",
                 "--no-fail-fast",
