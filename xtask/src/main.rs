@@ -528,24 +528,26 @@ fn test() -> Result<bool> {
     // The switchboard's API, routing and robustness suites again, each test
     // server on its own private PostgreSQL instead of a SQLite file (the
     // store suite runs both backends by itself).
+    // The switchboard's API, routing and robustness suites again, each test
+    // server on its own private PostgreSQL instead of a SQLite file (the
+    // store suite runs both backends by itself). The binaries are the ones
+    // the rust-tests step ran: built with the whole workspace's features,
+    // which these three targets alone would not select (cargo would build
+    // them once more).
     step("switchboard-postgres", &mut || {
-        cargo_test_env(
-            &[
-                // These three targets alone unify fewer dev-dependency
-                // features than the whole workspace, so cargo builds their
-                // binaries once more (about 3 min on a cold CI machine).
-                "test",
-                "--workspace",
-                "--no-fail-fast",
-                "--test",
-                "api",
-                "--test",
-                "routing",
-                "--test",
-                "robustness",
-            ],
-            &[("SWITCHBOARD_TEST_STORE", "postgres")],
-        )
+        let mut passed = 0;
+        let mut failed = 0;
+        let mut ok = true;
+        for exe in workspace_test_binaries(&["api", "routing", "robustness"])? {
+            let mut cmd = tagged(Command::new(&exe));
+            cmd.current_dir("crates/switchboard")
+                .env("SWITCHBOARD_TEST_STORE", "postgres");
+            let (p, f, o) = run_tests(cmd, &exe.display().to_string())?;
+            passed += p;
+            failed += f;
+            ok &= o;
+        }
+        Ok((passed, failed, ok))
     })?;
     step("desktop-e2e", &mut || {
         cargo_test(&["test", "--workspace", "--test", "desktop"])
@@ -711,17 +713,56 @@ const DESKTOP_TEST: &str = "the_desktop_app_signs_in_takes_calls_misses_one_dial
 
 /// Runs cargo test, echoing its output, and adds up its `test result:` lines.
 fn cargo_test(args: &[&str]) -> Result<(u64, u64, bool)> {
-    cargo_test_env(args, &[])
+    let mut cmd = cargo();
+    cmd.args(args);
+    run_tests(cmd, "cargo test")
 }
 
-/// [`cargo_test`] with environment variables set for the tests.
-fn cargo_test_env(args: &[&str], envs: &[(&str, &str)]) -> Result<(u64, u64, bool)> {
-    let mut child = cargo()
-        .args(args)
-        .envs(envs.iter().copied())
+/// The test executables of `cargo test --workspace` whose target names are
+/// in `names`, as cargo reports them (`--no-run --message-format=json`:
+/// nothing is built when they are up to date). Panics never; an absent
+/// name is an error.
+fn workspace_test_binaries(names: &[&str]) -> Result<Vec<std::path::PathBuf>> {
+    let out = cargo()
+        .args(["test", "--workspace", "--no-run", "--message-format=json"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("cargo test --no-run failed");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test = v["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "test"));
+        let name = v["target"]["name"].as_str().unwrap_or_default();
+        if v["reason"] == "compiler-artifact"
+            && is_test
+            && names.contains(&name)
+            && let Some(exe) = v["executable"].as_str()
+        {
+            found.push((name.to_string(), std::path::PathBuf::from(exe)));
+        }
+    }
+    for n in names {
+        if !found.iter().any(|(f, _)| f == n) {
+            bail!("no test binary `{n}` in the workspace");
+        }
+    }
+    Ok(found.into_iter().map(|(_, exe)| exe).collect())
+}
+
+/// Runs a test program (cargo test, or a test binary), echoing its output,
+/// and adds up its `test result:` lines.
+fn run_tests(mut cmd: Command, what: &str) -> Result<(u64, u64, bool)> {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
-        .context("running cargo test")?;
+        .with_context(|| format!("running {what}"))?;
     let out = child.stdout.take().context("no stdout")?;
     let (mut passed, mut failed) = (0u64, 0u64);
     for line in BufReader::new(out).lines() {
