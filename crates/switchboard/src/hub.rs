@@ -377,12 +377,7 @@ impl Hub {
             {
                 continue;
             }
-            call.rung_endpoints.retain(|d| *d != c.endpoint);
-            let empty = call.rung_endpoints.is_empty();
-            self.endpoint_leaves_call(c.user, &c.endpoint, &id);
-            if empty {
-                self.end_call(&mut fx, &id, EndReason::Unavailable, None, now_ms);
-            }
+            self.stop_ringing(&mut fx, &id, c.user, &c.endpoint, now_ms);
         }
         let Some(endpoint) = self.endpoint_mut(c.user, &c.endpoint) else {
             return fx;
@@ -433,14 +428,7 @@ impl Hub {
                 Phase::Ringing if is_caller => {
                     self.end_call(&mut fx, &id, EndReason::Cancelled, Some(me), now_ms);
                 }
-                Phase::Ringing => {
-                    call.rung_endpoints.retain(|d| *d != ep);
-                    let empty = call.rung_endpoints.is_empty();
-                    self.endpoint_leaves_call(me, &ep, &id);
-                    if empty {
-                        self.end_call(&mut fx, &id, EndReason::Unavailable, None, now_ms);
-                    }
-                }
+                Phase::Ringing => self.stop_ringing(&mut fx, &id, me, &ep, now_ms),
             }
         }
         fx
@@ -1111,6 +1099,27 @@ impl Hub {
             .is_some_and(|id| id == call_id)
         {
             self.ringing_pairs.remove(&(caller, callee));
+        }
+    }
+
+    /// Stops ringing endpoint `(user, endpoint)` with call `call_id`; the call
+    /// ends `unavailable` when that was its last rung endpoint.
+    fn stop_ringing(
+        &mut self,
+        fx: &mut Effects,
+        call_id: &str,
+        user: UserId,
+        endpoint: &str,
+        now_ms: u64,
+    ) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.rung_endpoints.retain(|d| d != endpoint);
+        let empty = call.rung_endpoints.is_empty();
+        self.endpoint_leaves_call(user, endpoint, call_id);
+        if empty {
+            self.end_call(fx, call_id, EndReason::Unavailable, None, now_ms);
         }
     }
 

@@ -479,6 +479,24 @@ async fn user_cmd(config: Config, cmd: UserCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `queue member-add` (`member`) or `queue member-remove`.
+async fn member_cmd(
+    store: &Store,
+    tenant: &str,
+    queue: &str,
+    user: &str,
+    member: bool,
+) -> anyhow::Result<()> {
+    let t = store.tenant_id(tenant).await?;
+    store.set_queue_member(t, queue, user, member).await?;
+    if member {
+        println!("`{user}` is a member of queue `{queue}`");
+    } else {
+        println!("`{user}` is no longer a member of queue `{queue}`");
+    }
+    Ok(())
+}
+
 async fn queue_cmd(config: Config, cmd: QueueCmd) -> anyhow::Result<()> {
     let store = Store::connect(&config.store_database()?).await?;
     match cmd {
@@ -544,20 +562,12 @@ async fn queue_cmd(config: Config, cmd: QueueCmd) -> anyhow::Result<()> {
             tenant,
             queue,
             user,
-        } => {
-            let t = store.tenant_id(&tenant).await?;
-            store.set_queue_member(t, &queue, &user, true).await?;
-            println!("`{user}` is a member of queue `{queue}`");
-        }
+        } => member_cmd(&store, &tenant, &queue, &user, true).await?,
         QueueCmd::MemberRemove {
             tenant,
             queue,
             user,
-        } => {
-            let t = store.tenant_id(&tenant).await?;
-            store.set_queue_member(t, &queue, &user, false).await?;
-            println!("`{user}` is no longer a member of queue `{queue}`");
-        }
+        } => member_cmd(&store, &tenant, &queue, &user, false).await?,
     }
     store.close().await;
     Ok(())
