@@ -133,7 +133,9 @@ async fn a_browser_written_from_the_protocol_document_calls_and_is_called() {
         .await;
     let (call, from) = b_ev
         .wait("call from the browser", |ev| match ev {
-            EngineEvent::Incoming { call_id, from } => Some((call_id.clone(), from.user.clone())),
+            EngineEvent::Incoming { call_id, from, .. } => {
+                Some((call_id.clone(), from.user.clone()))
+            }
             _ => None,
         })
         .await;

@@ -36,7 +36,7 @@ async fn a_call_carries_tones_both_ways_mutes_holds_and_leaves_a_cdr() {
         .unwrap();
     let (incoming, from) = b_ev
         .wait("incoming call", |ev| match ev {
-            EngineEvent::Incoming { call_id, from } => Some((call_id.clone(), from.clone())),
+            EngineEvent::Incoming { call_id, from, .. } => Some((call_id.clone(), from.clone())),
             _ => None,
         })
         .await;

@@ -179,7 +179,8 @@ describe("history", () => {
   const rec = (id: string, over: Record<string, unknown>) => ({
     call_id: id, direction: "incoming", caller: { user: "bob", display_name: "Bob Stone" }, callee: { user: "alice", display_name: "Alice Martin" },
     answered_device: null, created_at_ms: Date.now(), ringing_at_ms: null, answered_at_ms: null, ended_at_ms: Date.now(),
-    duration_ms: 0, end_reason: "no_answer", ended_by: null, missed: true, caller_quality: null, callee_quality: null, ...over,
+    duration_ms: 0, end_reason: "no_answer", ended_by: null, missed: true, caller_quality: null, callee_quality: null,
+    queue: null, wait_ms: null, ...over,
   });
 
   it("highlights missed calls, counts them, and calls back in one click", async () => {

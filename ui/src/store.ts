@@ -157,6 +157,7 @@ export function endWords(reason: string): string {
     failed: "Connection lost",
     answered_elsewhere: "Answered on another device",
     incompatible: "Could not agree on audio",
+    abandoned: "Caller hung up while waiting",
   };
   return words[reason] ?? reason;
 }

@@ -16,7 +16,7 @@
 //!
 //! let mut model = Model::new(Settings::default());
 //! let bob = UserRef { user: "bob".into(), display_name: "Bob Stone".into() };
-//! let fx = model.apply(&EngineEvent::Incoming { call_id: "c1".into(), from: bob.clone() }, 0);
+//! let fx = model.apply(&EngineEvent::Incoming { call_id: "c1".into(), from: bob.clone(), queue: None }, 0);
 //! assert!(fx.contains(&Effect::Ring { from: bob }));
 //! assert_eq!(model.ringing().map(|c| c.call_id.as_str()), Some("c1"));
 //! assert_eq!(model.tray().status, TrayStatus::Offline); // not signed in

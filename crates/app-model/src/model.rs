@@ -238,7 +238,7 @@ impl Model {
                     .push(new_call(call_id, to, CallDirection::Outgoing));
                 fx.push(self.calls_changed());
             }
-            EngineEvent::Incoming { call_id, from } => {
+            EngineEvent::Incoming { call_id, from, .. } => {
                 self.calls
                     .push(new_call(call_id, from, CallDirection::Incoming));
                 fx.push(Effect::Ring { from: from.clone() });

@@ -55,6 +55,7 @@ fn incoming(id: &str) -> EngineEvent {
     EngineEvent::Incoming {
         call_id: id.into(),
         from: bob(),
+        queue: None,
     }
 }
 

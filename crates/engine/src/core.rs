@@ -673,7 +673,12 @@ impl EngineCore {
     pub fn server(&mut self, m: ServerMessage) -> Vec<Action> {
         let mut out = Vec::new();
         match m {
-            ServerMessage::Incoming { call_id, from, sdp } => {
+            ServerMessage::Incoming {
+                call_id,
+                from,
+                sdp,
+                queue,
+            } => {
                 if self.calls.contains_key(&call_id) {
                     // Rung again after our socket was replaced.
                     return out;
@@ -702,7 +707,30 @@ impl EngineCore {
                 out.push(send(ClientMessage::Ringing {
                     call_id: call_id.clone(),
                 }));
-                out.push(Action::Emit(EngineEvent::Incoming { call_id, from }));
+                out.push(Action::Emit(EngineEvent::Incoming {
+                    call_id,
+                    from,
+                    queue,
+                }));
+            }
+            ServerMessage::Queued {
+                call_id,
+                queue,
+                position,
+                ewt_ms,
+            } => {
+                let ours = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.direction == CallDirection::Outgoing);
+                if ours {
+                    out.push(Action::Emit(EngineEvent::Queued {
+                        call_id,
+                        queue,
+                        position,
+                        ewt_ms,
+                    }));
+                }
             }
             ServerMessage::Ringing { call_id } => {
                 self.transition(&call_id, CallInput::RemoteRinging, &mut out)
@@ -1161,6 +1189,7 @@ mod tests {
             call_id: id.clone(),
             reason: EndReason::Completed,
             by: Some("bob".into()),
+            message: None,
         });
         assert_eq!(ended(&a), Some(EndReason::Completed));
         assert!(matches!(
@@ -1210,13 +1239,15 @@ mod tests {
             call_id: "c1".into(),
             from: user("alice"),
             sdp: OFFER.into(),
+            queue: None,
         });
         assert!(matches!(frames(&a)[..], [ClientMessage::Ringing { .. }]));
         assert_eq!(
             events(&a),
             [&EngineEvent::Incoming {
                 call_id: "c1".into(),
-                from: user("alice")
+                from: user("alice"),
+                queue: None,
             }]
         );
         // The caller's candidates go to the media worker, which keeps them.
@@ -1292,6 +1323,7 @@ mod tests {
             call_id: "c1".into(),
             from: user("alice"),
             sdp: pcmu_only.into(),
+            queue: None,
         });
         assert!(matches!(
             frames(&a)[..],
@@ -1311,6 +1343,7 @@ mod tests {
             call_id: "c1".into(),
             from: user("alice"),
             sdp: OFFER.into(),
+            queue: None,
         });
         let (reply, _) = oneshot::channel();
         let work = core.command(
@@ -1325,6 +1358,7 @@ mod tests {
             call_id: "c1".into(),
             reason: EndReason::Cancelled,
             by: Some("alice".into()),
+            message: None,
         });
         assert_eq!(ended(&a), Some(EndReason::Cancelled));
         assert!(closes_media(&a));

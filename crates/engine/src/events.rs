@@ -1,6 +1,6 @@
 //! What the engine reports: one ordered stream of [`EngineEvent`]s.
 
-use softphone_protocol::{ErrorCode, Presence, UserRef};
+use softphone_protocol::{ErrorCode, Presence, QueueOffer, UserRef};
 
 use crate::AuthRefusal;
 use crate::call::CallState;
@@ -40,6 +40,22 @@ pub enum EngineEvent {
         call_id: String,
         /// The caller.
         from: UserRef,
+        /// The queue that offers the call, and how long its caller has
+        /// waited (absent for a direct call).
+        queue: Option<QueueOffer>,
+    },
+    /// Our call to a queue waits for an agent (state stays `Dialing`): sent
+    /// when it enters the queue and whenever its position or estimated
+    /// wait changes.
+    Queued {
+        /// The call.
+        call_id: String,
+        /// The queue's name.
+        queue: String,
+        /// 1 for the next caller to be served.
+        position: u32,
+        /// Estimated wait, ms.
+        ewt_ms: u64,
     },
     /// A call changed state (every transition of [`CallState`] after the
     /// first).

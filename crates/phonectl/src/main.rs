@@ -233,10 +233,32 @@ impl Ctx {
                 )
             }
             EngineEvent::Dialing { call_id, to } => println!("call {call_id}: dialing {}", to.user),
-            EngineEvent::Incoming { call_id, from } => {
-                println!(
+            EngineEvent::Incoming {
+                call_id,
+                from,
+                queue,
+            } => match queue {
+                Some(q) => println!(
+                    "incoming call {call_id} from {} ({}) via queue {}, waited {} s",
+                    from.user,
+                    from.display_name,
+                    q.name,
+                    q.waited_ms / 1000
+                ),
+                None => println!(
                     "incoming call {call_id} from {} ({})",
                     from.user, from.display_name
+                ),
+            },
+            EngineEvent::Queued {
+                call_id,
+                queue,
+                position,
+                ewt_ms,
+            } => {
+                println!(
+                    "call {call_id}: waiting in queue {queue}, position {position}, about {} s",
+                    ewt_ms.div_ceil(1000)
                 )
             }
             EngineEvent::CallState { call_id, state } => println!("call {call_id}: {state:?}"),

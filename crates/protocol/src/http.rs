@@ -70,8 +70,17 @@ pub struct CallRecord {
     pub direction: CallDirection,
     /// Caller.
     pub caller: UserRef,
-    /// Callee.
+    /// Callee: for a queue call, the agent who answered, or the queue
+    /// (`user` and `display_name` its name) when none did.
     pub callee: UserRef,
+    /// The queue that routed the call (the last one after an overflow);
+    /// `null` for a direct call.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// For a queue call, how long the caller waited: until an agent
+    /// answered, or until the call ended unanswered, ms.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
     /// The endpoint id (`hello.device_id`) that answered, once answered.
     pub answered_device: Option<String>,
     /// Invite received, ms since the Unix epoch.

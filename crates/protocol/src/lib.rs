@@ -192,6 +192,10 @@ pub enum EndReason {
     /// The parties' media could not be negotiated: an offer or answer
     /// without usable audio, or no common codec.
     Incompatible,
+    /// A queue call whose caller hung up while waiting, before an agent
+    /// answered (the contact-centre term; counted apart from `cancelled`
+    /// in a queue's figures).
+    Abandoned,
 }
 
 impl EndReason {
@@ -207,6 +211,7 @@ impl EndReason {
             Self::Failed => "failed",
             Self::AnsweredElsewhere => "answered_elsewhere",
             Self::Incompatible => "incompatible",
+            Self::Abandoned => "abandoned",
         }
     }
 
@@ -222,6 +227,7 @@ impl EndReason {
             "failed" => Self::Failed,
             "answered_elsewhere" => Self::AnsweredElsewhere,
             "incompatible" => Self::Incompatible,
+            "abandoned" => Self::Abandoned,
             _ => return None,
         })
     }
@@ -522,6 +528,17 @@ pub struct CallSummary {
     pub phase: CallPhase,
 }
 
+/// A queue's offer of a waiting call, carried by `call.incoming` to the
+/// agent it rings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct QueueOffer {
+    /// The queue's name, e.g. `support`.
+    pub name: String,
+    /// How long the caller has waited so far, ms.
+    pub waited_ms: u64,
+}
+
 /// A frame from the server: the message, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -568,6 +585,25 @@ pub enum ServerMessage {
         from: UserRef,
         /// SDP offer.
         sdp: String,
+        /// Present when the call is a queue's offer to this agent: which
+        /// queue, and how long the caller has waited (the screen-pop).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<QueueOffer>,
+    },
+    /// `call.queued`: (to the caller of a queue) the call waits for an
+    /// agent; sent when the call enters a queue and whenever its position
+    /// or estimated wait changes. Not terminal.
+    #[serde(rename = "call.queued")]
+    Queued {
+        /// The call.
+        call_id: CallId,
+        /// The queue's name (after an overflow, the queue it moved to).
+        queue: String,
+        /// 1 for the next caller to be served.
+        position: u32,
+        /// Estimated wait, ms: position × average handle time ÷ staffed
+        /// agents.
+        ewt_ms: u64,
     },
     /// `call.ringing`: (to the caller) a callee endpoint is alerting.
     #[serde(rename = "call.ringing")]
@@ -616,6 +652,10 @@ pub enum ServerMessage {
         /// User name of the party that ended it, when a party did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Words for the caller, when the server has some: a queue's
+        /// closed-hours or maximum-wait message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     /// `ice.candidate`: the other party's trickled candidate (or `null`).
     #[serde(rename = "ice.candidate")]
@@ -668,6 +708,7 @@ impl ServerMessage {
     pub fn call_id(&self) -> Option<&str> {
         match self {
             Self::Incoming { call_id, .. }
+            | Self::Queued { call_id, .. }
             | Self::Ringing { call_id }
             | Self::Accepted { call_id, .. }
             | Self::AnsweredElsewhere { call_id, .. }

@@ -315,6 +315,40 @@ impl Queue {
         &self.config
     }
 
+    /// Changes the routing settings; offers ringing and callers waiting
+    /// keep the times they were given, later ones follow the new settings.
+    pub fn set_config(&mut self, config: QueueConfig) {
+        self.config = config;
+    }
+
+    /// The members, in id order.
+    pub fn members(&self) -> Vec<AgentId> {
+        self.agents.keys().copied().collect()
+    }
+
+    /// A member's presence as this queue last heard it; `None` for a
+    /// non-member.
+    pub fn presence(&self, agent: AgentId) -> Option<AgentPresence> {
+        self.agents.get(&agent).map(|a| a.presence)
+    }
+
+    /// Whether a member is busy with this queue: ringing with one of its
+    /// calls, talking in one, or in wrap-up after one.
+    pub fn engaged(&self, agent: AgentId) -> bool {
+        self.agents
+            .get(&agent)
+            .is_some_and(|a| !matches!(a.activity, Activity::Idle { .. }))
+    }
+
+    /// The calls waiting, longest-waiting first, with when each entered
+    /// (ms since the epoch).
+    pub fn waiting(&self) -> Vec<(String, u64)> {
+        self.waiting
+            .iter()
+            .map(|w| (w.call.clone(), w.since))
+            .collect()
+    }
+
     /// Adds a member in the given presence (and offers them a waiting call
     /// when they are available). For a member already there this is
     /// [`Queue::set_presence`]: their calls and wrap-up are kept.

@@ -1,6 +1,9 @@
 //! The admin HTTP API under `/v1/admin` (docs/protocol.md §2.11): queues
 //! and their members, for the caller's own tenant. Only users with the
 //! `admin` role may use it; anyone else gets `403 forbidden`.
+//!
+//! Also a queue's figures, `GET /v1/queues/{name}/stats`, for any user of
+//! the tenant (agents watch their queue's wait).
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use softphone_protocol::ErrorCode;
 
 use crate::Shared;
 use crate::http::{ApiError, Auth, json_body};
-use crate::store::{QueueRow, QueueSpec, Role, TenantId};
+use crate::store::{QueueDay, QueueRow, QueueSpec, Role, TenantId};
 
 /// An authenticated administrator: their tenant.
 struct Admin {
@@ -46,9 +49,35 @@ struct QueuesResponse {
     queues: Vec<QueueRow>,
 }
 
-/// The `/v1/admin` routes.
+/// `GET /v1/queues/{name}/stats`: a queue now (from the hub of the node
+/// asked) and today (from the CDR).
+#[derive(Serialize)]
+struct QueueStatsResponse {
+    /// The queue's name.
+    queue: String,
+    /// When these figures were taken, ms since the Unix epoch.
+    now_ms: u64,
+    /// Callers waiting now.
+    waiting: usize,
+    /// The longest current wait, ms.
+    longest_wait_ms: u64,
+    /// Member agents available (idle, or ringing with an offer).
+    agents_available: usize,
+    /// Member agents talking (a queue call or another).
+    agents_busy: usize,
+    /// Member agents in wrap-up.
+    agents_wrap_up: usize,
+    /// Average handle time today: average talk time plus the queue's
+    /// wrap-up time, ms.
+    average_handle_ms: u64,
+    /// Today's calls.
+    today: QueueDay,
+}
+
+/// The `/v1/admin` routes, and the queue figures.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/v1/queues/{name}/stats", get(stats))
         .route("/v1/admin/queues", get(list).post(create))
         .route(
             "/v1/admin/queues/{name}",
@@ -91,6 +120,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<QueueRow>), ApiError> {
     let spec: QueueSpec = json_body(&body)?;
     s.store.add_queue(admin.tenant_id, &spec).await?;
+    reroute(&s, admin.tenant_id).await;
     Ok((
         StatusCode::CREATED,
         found(&s, admin.tenant_id, &spec.name).await?,
@@ -105,6 +135,7 @@ async fn replace(
 ) -> Result<Json<QueueRow>, ApiError> {
     let spec: QueueSpec = json_body(&body)?;
     s.store.replace_queue(admin.tenant_id, &name, &spec).await?;
+    reroute(&s, admin.tenant_id).await;
     found(&s, admin.tenant_id, &spec.name).await
 }
 
@@ -114,6 +145,7 @@ async fn remove(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.store.remove_queue(admin.tenant_id, &name).await?;
+    reroute(&s, admin.tenant_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -125,6 +157,7 @@ async fn add_member(
     s.store
         .set_queue_member(admin.tenant_id, &name, &user, true)
         .await?;
+    reroute(&s, admin.tenant_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -136,5 +169,50 @@ async fn remove_member(
     s.store
         .set_queue_member(admin.tenant_id, &name, &user, false)
         .await?;
+    reroute(&s, admin.tenant_id).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// After a change, this node routes with the new settings at once (other
+/// nodes and the CLI's changes are picked up at the next call or figures).
+/// The change is stored either way: a failure here is only logged.
+async fn reroute(s: &Arc<Shared>, tenant: TenantId) {
+    if let Err(e) = crate::ws::refresh_queues(s, tenant).await {
+        tracing::warn!(error = %e.message, "queues changed but not reloaded for routing");
+    }
+}
+
+async fn stats(
+    State(s): State<Arc<Shared>>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<Json<QueueStatsResponse>, ApiError> {
+    let tenant = auth.user.tenant_id;
+    let Json(row) = found(&s, tenant, &name).await?;
+    // The hub routes with the queues as the store has them now.
+    crate::ws::refresh_queues(&s, tenant)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code, e.message))?;
+    let now = crate::now_ms();
+    let live = s
+        .routing()
+        .hub
+        .queue_stats(tenant, &name, now)
+        .unwrap_or_default();
+    let since = match row.spec.business_hours()? {
+        Some(h) => h.start_of_day(now),
+        None => crate::acd::hours::start_of_day_in(&jiff::tz::TimeZone::UTC, now),
+    };
+    let today = s.store.queue_day(tenant, &name, since).await?;
+    Ok(Json(QueueStatsResponse {
+        queue: name,
+        now_ms: now,
+        waiting: live.waiting,
+        longest_wait_ms: live.longest_wait_ms,
+        agents_available: live.agents_available,
+        agents_busy: live.agents_busy,
+        agents_wrap_up: live.agents_wrap_up,
+        average_handle_ms: today.average_talk_ms + u64::from(row.spec.wrap_up_secs) * 1000,
+        today,
+    }))
 }

@@ -32,7 +32,7 @@
 //! every routing rule of docs/protocol.md §6 and §8.1 through these methods
 //! alone.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use softphone_protocol::{
     CallPhase, CallQuality, CallSummary, EndReason, ErrorCode, HangupReason, IceCandidate,
@@ -40,7 +40,12 @@ use softphone_protocol::{
     UserRef, close_code, valid_call_id,
 };
 
+use crate::acd;
 use crate::store::{AuthedUser, Callee, CdrWrite, TenantId, UserId};
+
+mod queues;
+use queues::{LiveQueue, QueueLeg};
+pub use queues::{QueueDef, QueueKey};
 
 /// Identifies one authenticated socket.
 pub type ConnId = u64;
@@ -110,6 +115,13 @@ pub enum Timer {
         /// The call.
         call_id: String,
     },
+    /// At `at_ms` (ms since the epoch): [`Hub::queue_tick`].
+    QueueTick {
+        /// The queue.
+        queue: QueueKey,
+        /// When.
+        at_ms: u64,
+    },
     /// After the reconnect grace: [`Hub::grace_expired`].
     Grace {
         /// Whose endpoint.
@@ -167,7 +179,14 @@ struct Call {
     /// The SDP offer, kept while ringing so that a rung endpoint whose socket
     /// was replaced can be rung again.
     offer: String,
+    /// For a call to a queue: where it waits and whom it rings. Its
+    /// `callee` is [`NO_AGENT`] until an agent answers.
+    queue: Option<QueueLeg>,
 }
+
+/// The `callee` of a queue call that no agent answered yet (user ids start
+/// at 1).
+const NO_AGENT: UserId = 0;
 
 struct Ended {
     caller: UserId,
@@ -197,6 +216,17 @@ pub struct Hub {
     ended_order: VecDeque<(u64, String)>,
     cdr_seq: u64,
     next_conn: ConnId,
+    /// Live queues, by tenant and name.
+    queues: HashMap<QueueKey, LiveQueue>,
+    /// The queues each agent is a member of.
+    agent_queues: HashMap<UserId, BTreeSet<QueueKey>>,
+    /// Agents whose presence the queues must hear again (their calls,
+    /// endpoints or status changed); see `queues::settle`.
+    dirty: BTreeSet<UserId>,
+    /// Queue actions not yet carried out, in order.
+    work: VecDeque<(QueueKey, acd::Action)>,
+    /// Queues whose next deadline may have moved.
+    touched: BTreeSet<QueueKey>,
 }
 
 impl Hub {
@@ -251,6 +281,7 @@ impl Hub {
         who: &AuthedUser,
         endpoint_id: &str,
         parts: WelcomeParts,
+        now_ms: u64,
     ) -> Effects {
         let mut fx = Effects::default();
         let uid = who.user_id;
@@ -308,13 +339,14 @@ impl Hub {
             .filter_map(|id| {
                 let c = self.calls.get(id)?;
                 let rung = c.phase == Phase::Ringing
-                    && c.callee == uid
-                    && c.rung_endpoints.iter().any(|d| d == endpoint_id);
+                    && ((c.callee == uid && c.rung_endpoints.iter().any(|d| d == endpoint_id))
+                        || c.queue.as_ref().is_some_and(|l| l.rings(uid, endpoint_id)));
                 rung.then(|| {
                     ServerMessage::Incoming {
                         call_id: id.clone(),
                         from: c.caller_ref.clone(),
                         sdp: c.offer.clone(),
+                        queue: c.queue.as_ref().map(|l| l.offer_info(now_ms)),
                     }
                     .to_json()
                 })
@@ -349,6 +381,8 @@ impl Hub {
         if new_user {
             self.broadcast_presence(&mut fx, uid);
         }
+        self.dirty.insert(uid);
+        self.settle(&mut fx, now_ms);
         fx
     }
 
@@ -392,6 +426,8 @@ impl Hub {
                 generation: endpoint.generation,
             });
         }
+        self.dirty.insert(c.user);
+        self.settle(&mut fx, now_ms);
         fx
     }
 
@@ -431,6 +467,7 @@ impl Hub {
                 Phase::Ringing => self.stop_ringing(&mut fx, &id, me, &ep, now_ms),
             }
         }
+        self.settle(&mut fx, now_ms);
         fx
     }
 
@@ -464,6 +501,7 @@ impl Hub {
             d.pending.clear();
         }
         self.drop_endpoint_if_idle(&mut fx, user, endpoint);
+        self.settle(&mut fx, now_ms);
         fx
     }
 
@@ -478,6 +516,7 @@ impl Hub {
         {
             self.end_call(&mut fx, call_id, EndReason::NoAnswer, None, now_ms);
         }
+        self.settle(&mut fx, now_ms);
         fx
     }
 
@@ -498,6 +537,19 @@ impl Hub {
     /// `call_exists`, `glare` (with the surviving call's id); `internal` for
     /// an unregistered connection.
     pub fn invite(
+        &mut self,
+        conn: ConnId,
+        call_id: &str,
+        to: &str,
+        callee: Option<Callee>,
+        sdp: String,
+        now_ms: u64,
+    ) -> HubResult {
+        let r = self.invite_direct(conn, call_id, to, callee, sdp, now_ms);
+        self.settled(r, now_ms)
+    }
+
+    fn invite_direct(
         &mut self,
         conn: ConnId,
         call_id: &str,
@@ -548,6 +600,7 @@ impl Hub {
             phase: Phase::Ringing,
             ringing_told: false,
             offer: String::new(),
+            queue: None,
         };
         let mut fx = Effects::default();
         let created = self.record(
@@ -593,6 +646,7 @@ impl Hub {
             call_id: call_id.to_string(),
             from,
             sdp: sdp.clone(),
+            queue: None,
         }
         .to_json();
         for d in &free {
@@ -624,7 +678,7 @@ impl Hub {
     /// alike with `not_found`, ended ones with `call_state`.
     fn party_call(&self, call_id: &str, me: UserId) -> Result<&Call, HubError> {
         match self.calls.get(call_id) {
-            Some(c) if c.caller == me || c.callee == me => Ok(c),
+            Some(c) if c.caller == me || c.callee == me || c.offered_to(me) => Ok(c),
             Some(_) => Err(err(ErrorCode::NotFound, "no such call")),
             None => match self.ended.get(call_id) {
                 Some(e) if e.caller == me || e.callee == me => {
@@ -643,6 +697,9 @@ impl Hub {
     pub fn ringing(&mut self, conn: ConnId, call_id: &str, now_ms: u64) -> HubResult {
         let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
+        if call.queue.is_some() && call.phase == Phase::Ringing {
+            return self.offer_ringing(call_id, me, &ep, now_ms);
+        }
         if call.callee != me || !call.rung_endpoints.contains(&ep) {
             return Err(err(
                 ErrorCode::CallState,
@@ -681,6 +738,10 @@ impl Hub {
     pub fn accept(&mut self, conn: ConnId, call_id: &str, sdp: String, now_ms: u64) -> HubResult {
         let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
+        if call.queue.is_some() && call.phase == Phase::Ringing {
+            let r = self.accept_offer(call_id, me, &ep, sdp, now_ms);
+            return self.settled(r, now_ms);
+        }
         if call.callee != me {
             return Err(err(ErrorCode::CallState, "only the callee can accept"));
         }
@@ -700,6 +761,7 @@ impl Hub {
             CdrWrite::Answered {
                 call_id: call_id.to_string(),
                 endpoint: ep.clone(),
+                agent: None,
                 at_ms: now_ms,
             },
         );
@@ -750,6 +812,10 @@ impl Hub {
     ) -> HubResult {
         let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
+        if call.offered_to(me) {
+            let r = self.decline_offer(call_id, me, &ep, now_ms);
+            return self.settled(r, now_ms);
+        }
         if call.callee != me {
             return Err(err(
                 ErrorCode::CallState,
@@ -775,6 +841,7 @@ impl Hub {
         };
         let mut fx = Effects::default();
         self.end_call(&mut fx, call_id, reason, Some(me), now_ms);
+        self.settle(&mut fx, now_ms);
         Ok(fx)
     }
 
@@ -800,6 +867,7 @@ impl Hub {
         }
         let mut fx = Effects::default();
         self.end_call(&mut fx, call_id, EndReason::Cancelled, Some(me), now_ms);
+        self.settle(&mut fx, now_ms);
         Ok(fx)
     }
 
@@ -819,6 +887,10 @@ impl Hub {
         let (me, ep) = self.me(conn)?;
         let call = self.party_call(call_id, me)?;
         let is_caller = call.caller == me && call.caller_endpoint == ep;
+        if !is_caller && call.offered_to(me) {
+            let r = self.decline_offer(call_id, me, &ep, now_ms);
+            return self.settled(r, now_ms);
+        }
         let reason = match call.phase {
             Phase::Active
                 if is_caller || call.answered_endpoint.as_deref() == Some(ep.as_str()) =>
@@ -838,6 +910,7 @@ impl Hub {
         };
         let mut fx = Effects::default();
         self.end_call(&mut fx, call_id, reason, Some(me), now_ms);
+        self.settle(&mut fx, now_ms);
         Ok(fx)
     }
 
@@ -884,6 +957,9 @@ impl Hub {
         candidate: Option<IceCandidate>,
     ) -> HubResult {
         let (me, ep) = self.me(conn)?;
+        if let Some(fx) = self.queue_candidate(call_id, me, &ep, &candidate) {
+            return Ok(fx);
+        }
         let (peer, endpoints) = self.peers(call_id, me, &ep, false)?;
         let text = ServerMessage::Candidate {
             call_id: call_id.to_string(),
@@ -969,7 +1045,7 @@ impl Hub {
     /// # Errors
     /// `invalid_value` for a status that cannot be set
     /// ([`Presence::can_be_set`]: `offline`).
-    pub fn set_presence(&mut self, conn: ConnId, status: Presence) -> HubResult {
+    pub fn set_presence(&mut self, conn: ConnId, status: Presence, now_ms: u64) -> HubResult {
         let (me, _) = self.me(conn)?;
         if !status.can_be_set() {
             return Err(err(
@@ -982,6 +1058,8 @@ impl Hub {
         }
         let mut fx = Effects::default();
         self.broadcast_presence(&mut fx, me);
+        self.dirty.insert(me);
+        self.settle(&mut fx, now_ms);
         Ok(fx)
     }
 
@@ -994,9 +1072,32 @@ impl Hub {
         by: Option<UserId>,
         now_ms: u64,
     ) {
-        let Some(call) = self.calls.remove(call_id) else {
+        self.end_call_with(fx, call_id, reason, by, None, now_ms);
+    }
+
+    /// [`Self::end_call`] with words for the caller in `call.ended`. A queue
+    /// call whose caller gives up before an answer ends `abandoned`; its
+    /// offers are withdrawn, and an answered one starts its agent's
+    /// wrap-up.
+    fn end_call_with(
+        &mut self,
+        fx: &mut Effects,
+        call_id: &str,
+        reason: EndReason,
+        by: Option<UserId>,
+        message: Option<String>,
+        now_ms: u64,
+    ) {
+        let Some(mut call) = self.calls.remove(call_id) else {
             return;
         };
+        let reason = match (&call.queue, call.phase, reason) {
+            (Some(_), Phase::Ringing, EndReason::Cancelled) => EndReason::Abandoned,
+            _ => reason,
+        };
+        if let Some(leg) = call.queue.take() {
+            self.queue_call_ends(fx, call_id, &call, leg, reason, now_ms);
+        }
         self.forget_ringing_pair(call.caller, call.callee, call_id);
         let seq = self.record(
             fx,
@@ -1016,11 +1117,6 @@ impl Hub {
                 None
             }
         });
-        let ended = ServerMessage::Ended {
-            call_id: call_id.to_string(),
-            reason,
-            by: by_name,
-        };
         let to_caller = match reason {
             EndReason::Rejected | EndReason::Busy => ServerMessage::Rejected {
                 call_id: call_id.to_string(),
@@ -1030,7 +1126,18 @@ impl Hub {
                 call_id: call_id.to_string(),
                 reason,
             },
-            _ => ended.clone(),
+            _ => ServerMessage::Ended {
+                call_id: call_id.to_string(),
+                reason,
+                by: by_name.clone(),
+                message,
+            },
+        };
+        let ended = ServerMessage::Ended {
+            call_id: call_id.to_string(),
+            reason,
+            by: by_name,
+            message: None,
         };
         self.send(fx, call.caller, &call.caller_endpoint, &to_caller, seq);
         self.endpoint_leaves_call(call.caller, &call.caller_endpoint, call_id);
@@ -1115,6 +1222,10 @@ impl Hub {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
+        if call.queue.is_some() {
+            self.offer_endpoint_gone(fx, call_id, user, endpoint, now_ms);
+            return;
+        }
         call.rung_endpoints.retain(|d| d != endpoint);
         let empty = call.rung_endpoints.is_empty();
         self.endpoint_leaves_call(user, endpoint, call_id);
@@ -1133,12 +1244,14 @@ impl Hub {
         if let Some(d) = self.endpoint_mut(user, endpoint) {
             d.calls.insert(call_id.to_string());
         }
+        self.dirty.insert(user);
     }
 
     fn endpoint_leaves_call(&mut self, user: UserId, endpoint: &str, call_id: &str) {
         if let Some(d) = self.endpoint_mut(user, endpoint) {
             d.calls.remove(call_id);
         }
+        self.dirty.insert(user);
     }
 
     /// Removes a disconnected endpoint with no calls and no kept frames left,
@@ -1161,6 +1274,7 @@ impl Hub {
         let Some(u) = self.users.remove(&user) else {
             return;
         };
+        self.dirty.insert(user);
         self.by_name.remove(&(u.tenant, u.user.user.clone()));
         if let Some(set) = self.tenants.get_mut(&u.tenant) {
             set.remove(&user);

@@ -1032,6 +1032,69 @@ macro_rules! apply_cdr {
                 .execute(&mut *$tx)
                 .await?;
             }
+            CdrWrite::CreatedQueued {
+                call_id,
+                tenant_id,
+                caller_id,
+                caller_endpoint,
+                queue,
+                at_ms,
+            } => {
+                sqlx::query(
+                    "INSERT INTO calls
+                       (id, tenant_id, caller_id, callee_id, caller_device, created_at_ms, node_run,
+                        queue, queued_at_ms)
+                     VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $5)",
+                )
+                .bind(call_id)
+                .bind(tenant_id)
+                .bind(caller_id)
+                .bind(caller_endpoint)
+                .bind(*at_ms as i64)
+                .bind($node_run)
+                .bind(queue)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            CdrWrite::Requeued { call_id, queue } => {
+                sqlx::query("UPDATE calls SET queue = $1 WHERE id = $2 AND ended_at_ms IS NULL")
+                    .bind(queue)
+                    .bind(call_id)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            CdrWrite::Offered {
+                call_id,
+                agent,
+                at_ms,
+            } => {
+                sqlx::query(
+                    "INSERT INTO call_offers (call_id, user_id, offered_at_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT(call_id, user_id, offered_at_ms) DO NOTHING",
+                )
+                .bind(call_id)
+                .bind(agent)
+                .bind(*at_ms as i64)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            CdrWrite::OfferEnded {
+                call_id,
+                agent,
+                outcome,
+                at_ms,
+            } => {
+                sqlx::query(
+                    "UPDATE call_offers SET outcome = $1, outcome_at_ms = $2
+                     WHERE call_id = $3 AND user_id = $4 AND outcome IS NULL",
+                )
+                .bind(*outcome)
+                .bind(*at_ms as i64)
+                .bind(call_id)
+                .bind(agent)
+                .execute(&mut *$tx)
+                .await?;
+            }
             CdrWrite::Ringing { call_id, at_ms } => {
                 sqlx::query(
                     "UPDATE calls SET ringing_at_ms = $1
@@ -1045,15 +1108,18 @@ macro_rules! apply_cdr {
             CdrWrite::Answered {
                 call_id,
                 endpoint,
+                agent,
                 at_ms,
             } => {
                 sqlx::query(
-                    "UPDATE calls SET answered_at_ms = $1, answered_device = $2
+                    "UPDATE calls SET answered_at_ms = $1, answered_device = $2,
+                         callee_id = COALESCE($4, callee_id)
                      WHERE id = $3 AND answered_at_ms IS NULL AND ended_at_ms IS NULL",
                 )
                 .bind(*at_ms as i64)
                 .bind(endpoint)
                 .bind(call_id)
+                .bind(*agent)
                 .execute(&mut *$tx)
                 .await?;
             }
@@ -1116,6 +1182,7 @@ const CALL_SELECT: &str = "SELECT c.id AS call_id, c.caller_id,
        ce.username AS callee_name, ce.display_name AS callee_display,
        c.answered_device AS answered_endpoint, c.created_at_ms, c.ringing_at_ms, c.answered_at_ms,
        c.ended_at_ms, c.duration_ms, c.end_reason, eb.username AS ended_by,
+       c.callee_id, c.queue, c.queued_at_ms,
        qa.rtt_ms AS qa_rtt_ms, qa.jitter_ms AS qa_jitter_ms, qa.loss_pct AS qa_loss_pct,
        qa.mos AS qa_mos, qa.send_kbps AS qa_send_kbps, qa.recv_kbps AS qa_recv_kbps,
        qa.posted_at_ms AS qa_posted_at_ms,
@@ -1148,6 +1215,9 @@ struct CallRow {
     duration_ms: Option<i64>,
     end_reason: Option<String>,
     ended_by: Option<String>,
+    callee_id: Option<UserId>,
+    queue: Option<String>,
+    queued_at_ms: Option<i64>,
     qa_rtt_ms: Option<f64>,
     qa_jitter_ms: Option<f64>,
     qa_loss_pct: Option<f64>,
@@ -1179,10 +1249,26 @@ impl CallRow {
         };
         let answered_at_ms = ms(self.answered_at_ms);
         let end_reason = self.end_reason.as_deref().and_then(EndReason::parse);
+        // A queue call no agent answered has the queue for its callee.
+        let callee = match (&self.queue, self.callee_id) {
+            (Some(q), None) => UserRef {
+                user: q.clone(),
+                display_name: q.clone(),
+            },
+            _ => user(self.callee_name, self.callee_display),
+        };
+        let queued_at_ms = ms(self.queued_at_ms);
+        let wait_ms = queued_at_ms.and_then(|q| {
+            answered_at_ms
+                .or(ms(self.ended_at_ms))
+                .map(|t| t.saturating_sub(q))
+        });
         CallRecord {
             direction,
             caller: user(self.caller_name, self.caller_display),
-            callee: user(self.callee_name, self.callee_display),
+            callee,
+            queue: self.queue,
+            wait_ms,
             answered_device: self.answered_endpoint,
             created_at_ms: ms(Some(self.created_at_ms)).unwrap_or(0),
             ringing_at_ms: ms(self.ringing_at_ms),
@@ -1313,6 +1399,51 @@ pub enum CdrWrite {
         /// ms since the Unix epoch.
         at_ms: u64,
     },
+    /// A call to a queue was accepted for routing: it has no callee until
+    /// an agent answers ([`CdrWrite::Answered`] with `agent`).
+    CreatedQueued {
+        /// Call id.
+        call_id: String,
+        /// Tenant.
+        tenant_id: TenantId,
+        /// Caller.
+        caller_id: UserId,
+        /// The calling endpoint's id.
+        caller_endpoint: String,
+        /// The queue's name (column `calls.queue`).
+        queue: String,
+        /// ms since the Unix epoch (also `calls.queued_at_ms`).
+        at_ms: u64,
+    },
+    /// A queue call moved to another queue (overflow at the maximum wait);
+    /// its wait keeps counting from the first queue.
+    Requeued {
+        /// Call id.
+        call_id: String,
+        /// The queue it moved to.
+        queue: String,
+    },
+    /// A queue offered the call to an agent (a row of `call_offers`).
+    Offered {
+        /// Call id.
+        call_id: String,
+        /// The agent rung.
+        agent: UserId,
+        /// ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// An offer ended: `outcome` is `answered`, `declined`, `lapsed`,
+    /// `answered_elsewhere`, `caller_gone` or `agent_gone`.
+    OfferEnded {
+        /// Call id.
+        call_id: String,
+        /// The agent.
+        agent: UserId,
+        /// How.
+        outcome: &'static str,
+        /// ms since the Unix epoch.
+        at_ms: u64,
+    },
     /// First callee endpoint ringing.
     Ringing {
         /// Call id.
@@ -1327,6 +1458,8 @@ pub enum CdrWrite {
         /// The answering endpoint's id (`hello.device_id`; column
         /// `calls.answered_device`).
         endpoint: String,
+        /// For a queue call, the agent who answered: becomes the callee.
+        agent: Option<UserId>,
         /// ms since the Unix epoch.
         at_ms: u64,
     },
@@ -1455,4 +1588,4 @@ impl Store {
 }
 
 mod queues;
-pub use queues::{QueueRow, QueueSpec, Role};
+pub use queues::{QueueDay, QueueRow, QueueSpec, Role};

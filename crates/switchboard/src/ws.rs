@@ -35,7 +35,7 @@ use crate::hub::{
     ConnCmd, ConnId, Effects, Hub, HubError, HubResult, Outbound, Timer, WelcomeParts,
 };
 use crate::metrics::Metrics;
-use crate::store::{AuthedUser, CdrQueue, CdrWrite, TokenRefusal};
+use crate::store::{AuthedUser, CdrQueue, CdrWrite, TenantId, TokenRefusal};
 use crate::{Shared, ice, now_ms};
 
 /// Messages above this are not even read: the socket closes with 1009.
@@ -280,7 +280,7 @@ async fn serve_socket(
         let mut r = shared.routing();
         let conn = r.hub.next_conn_id();
         r.sockets.insert(conn, handle);
-        let fx = r.hub.attach(conn, &who, &endpoint_id, parts);
+        let fx = r.hub.attach(conn, &who, &endpoint_id, parts, now_ms());
         let timers = r.apply(fx);
         drop(r);
         arm(&shared, timers);
@@ -606,7 +606,9 @@ async fn dispatch(
             message: "this socket is already authenticated".into(),
             call_id: None,
         }),
-        ClientMessage::PresenceSet { status } => route(shared, |h, _| h.set_presence(conn, status)),
+        ClientMessage::PresenceSet { status } => {
+            route(shared, |h, now| h.set_presence(conn, status, now))
+        }
         ClientMessage::Invite { call_id, to, sdp } => {
             let online = shared.routing().hub.find_online(who.tenant_id, &to);
             let callee = match online {
@@ -623,6 +625,17 @@ async fn dispatch(
                     message: "call_id already used".into(),
                     call_id: None,
                 });
+            }
+            if callee.is_none() {
+                // Not a user: a queue's name or number? The hub routes
+                // with the queues as the store has them now.
+                refresh_queues(shared, who.tenant_id).await?;
+                let queue = shared.routing().hub.find_queue(who.tenant_id, &to);
+                if let Some(q) = queue {
+                    return route(shared, |h, now| {
+                        h.invite_queue(conn, &call_id, &q, sdp, now)
+                    });
+                }
             }
             route(shared, |h, now| {
                 h.invite(conn, &call_id, &to, callee, sdp, now)
@@ -656,6 +669,21 @@ async fn dispatch(
             call_id: None,
         }),
     }
+}
+
+/// Loads a tenant's queues from the store into the hub
+/// ([`Hub::set_queues`]): settings, hours and members as they are now, also
+/// when another process (the admin CLI) changed them.
+///
+/// # Errors
+/// `internal` when the store cannot be read.
+pub(crate) async fn refresh_queues(shared: &Arc<Shared>, tenant: TenantId) -> Result<(), HubError> {
+    let defs = shared
+        .store
+        .routing_queues(tenant)
+        .await
+        .map_err(internal)?;
+    route(shared, |h, now| Ok(h.set_queues(tenant, defs, now)))
 }
 
 /// Closes with 4001 every socket whose login `gone` names, e.g. after a
@@ -739,6 +767,7 @@ fn arm(shared: &Arc<Shared>, timers: Vec<Timer>) {
         let delay = match &t {
             Timer::RingTimeout { .. } => s.config.ring_timeout,
             Timer::Grace { .. } => s.config.reconnect_grace,
+            Timer::QueueTick { at_ms, .. } => Duration::from_millis(at_ms.saturating_sub(now_ms())),
         };
         rt.spawn(async move {
             tokio::time::sleep(delay).await;
@@ -750,6 +779,7 @@ fn arm(shared: &Arc<Shared>, timers: Vec<Timer>) {
                         endpoint,
                         generation,
                     } => h.grace_expired(user, &endpoint, generation, now),
+                    Timer::QueueTick { queue, at_ms } => h.queue_tick(&queue, at_ms, now),
                 })
             });
         });

@@ -139,6 +139,7 @@ async fn call_records_map_every_column_from_each_side(store: Store) {
         CdrWrite::Answered {
             call_id: "c1".into(),
             endpoint: "db".into(),
+            agent: None,
             at_ms: 2_000,
         },
         CdrWrite::Quality {
@@ -171,6 +172,8 @@ async fn call_records_map_every_column_from_each_side(store: Store) {
         out,
         CallRecord {
             call_id: "c1".into(),
+            queue: None,
+            wait_ms: None,
             direction: CallDirection::Outgoing,
             caller: UserRef {
                 user: "a".into(),
@@ -226,6 +229,7 @@ async fn open_call(store: &Store, id: &str, t: i64, a: i64, b: i64) {
         CdrWrite::Answered {
             call_id: id.into(),
             endpoint: "db".into(),
+            agent: None,
             at_ms: now - 9_000,
         },
     );

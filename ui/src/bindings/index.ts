@@ -13,7 +13,7 @@ display_name: string, };
 
 export type Presence = "available" | "away" | "dnd" | "offline";
 
-export type EndReason = "completed" | "rejected" | "busy" | "no_answer" | "cancelled" | "unavailable" | "failed" | "answered_elsewhere" | "incompatible";
+export type EndReason = "completed" | "rejected" | "busy" | "no_answer" | "cancelled" | "unavailable" | "failed" | "answered_elsewhere" | "incompatible" | "abandoned";
 
 export type CallDirection = "outgoing" | "incoming";
 
@@ -74,9 +74,20 @@ direction: CallDirection,
  */
 caller: UserRef, 
 /**
- * Callee.
+ * Callee: for a queue call, the agent who answered, or the queue
+ * (`user` and `display_name` its name) when none did.
  */
 callee: UserRef, 
+/**
+ * The queue that routed the call (the last one after an overflow);
+ * `null` for a direct call.
+ */
+queue: string | null, 
+/**
+ * For a queue call, how long the caller waited: until an agent
+ * answered, or until the call ended unanswered, ms.
+ */
+wait_ms: number | null, 
 /**
  * The endpoint id (`hello.device_id`) that answered, once answered.
  */

@@ -150,6 +150,25 @@ impl Hours {
     pub fn zone(&self) -> &str {
         &self.zone_name
     }
+
+    /// The start of the local day of `now_ms` in this schedule's zone, ms
+    /// since the Unix epoch (a queue's "today").
+    pub fn start_of_day(&self, now_ms: u64) -> u64 {
+        start_of_day_in(&self.zone, now_ms)
+    }
+}
+
+/// The start of the day of `now_ms` in `zone`, ms since the Unix epoch;
+/// `now_ms` itself when it is out of range.
+pub fn start_of_day_in(zone: &TimeZone, now_ms: u64) -> u64 {
+    let Ok(ts) = jiff::Timestamp::from_millisecond(now_ms.min(i64::MAX as u64) as i64) else {
+        return now_ms;
+    };
+    ts.to_zoned(zone.clone())
+        .start_of_day()
+        .ok()
+        .and_then(|z| u64::try_from(z.timestamp().as_millisecond()).ok())
+        .unwrap_or(now_ms)
 }
 
 #[cfg(test)]

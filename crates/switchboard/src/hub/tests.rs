@@ -73,6 +73,7 @@ fn incoming(call_id: &str, from: &AuthedUser) -> ServerMessage {
         call_id: call_id.into(),
         from: from.user.clone(),
         sdp: OFFER.into(),
+        queue: None,
     }
 }
 
@@ -89,6 +90,7 @@ fn ended(call_id: &str, reason: EndReason, by: Option<&str>) -> ServerMessage {
         call_id: call_id.into(),
         reason,
         by: by.map(Into::into),
+        message: None,
     }
 }
 
@@ -147,6 +149,19 @@ fn created_write(call_id: &str, caller: &AuthedUser, to: &AuthedUser, ep: &str) 
         callee_id: to.user_id,
         caller_endpoint: ep.into(),
         at_ms: T0,
+    }
+}
+
+/// Reports a timer's expiry to the hub, as the socket layer does.
+fn fire(h: &mut Hub, t: Timer, now: u64) -> Effects {
+    match t {
+        Timer::RingTimeout { call_id } => h.ring_timeout(&call_id, now),
+        Timer::Grace {
+            user,
+            endpoint,
+            generation,
+        } => h.grace_expired(user, &endpoint, generation, now),
+        Timer::QueueTick { queue, at_ms } => h.queue_tick(&queue, at_ms, now),
     }
 }
 
@@ -233,6 +248,8 @@ struct World {
     writes: HashMap<&'static str, usize>,
     /// Every call frame each connection received, in order.
     log: BTreeMap<ConnId, Vec<ServerMessage>>,
+    /// Queue timers armed and not yet fired.
+    queue_timers: Vec<(super::QueueKey, u64)>,
 }
 
 impl World {
@@ -246,6 +263,7 @@ impl World {
             terminated: HashSet::new(),
             writes: HashMap::new(),
             log: BTreeMap::new(),
+            queue_timers: Vec::new(),
         }
     }
 
@@ -273,11 +291,19 @@ impl World {
     }
 
     fn check(&mut self, fx: &Effects) {
+        for t in &fx.timers {
+            if let Timer::QueueTick { queue, at_ms } = t {
+                self.queue_timers.push((queue.clone(), *at_ms));
+            }
+        }
         for (seq, w) in &fx.cdr {
             assert_eq!(*seq, self.last_seq + 1, "CDR numbers grow by one");
             self.last_seq = *seq;
             let kind = match w {
-                CdrWrite::Created { .. } => "created",
+                CdrWrite::Created { .. } | CdrWrite::CreatedQueued { .. } => "created",
+                CdrWrite::Requeued { .. } => "requeued",
+                CdrWrite::Offered { .. } => "offered",
+                CdrWrite::OfferEnded { .. } => "offer_ended",
                 CdrWrite::Ringing { .. } => "ringing",
                 CdrWrite::Answered { .. } => "answered",
                 CdrWrite::Ended { .. } => "ended",
@@ -285,7 +311,7 @@ impl World {
             };
             *self.writes.entry(kind).or_default() += 1;
             match w {
-                CdrWrite::Created { call_id, .. } => {
+                CdrWrite::Created { call_id, .. } | CdrWrite::CreatedQueued { call_id, .. } => {
                     // An id is used once; the hub alone forgets it 5 minutes
                     // after the end (the socket layer asks the store too).
                     assert!(
@@ -303,7 +329,11 @@ impl World {
                     );
                     assert!(self.ended.insert(call_id.clone()), "{call_id} ended twice");
                 }
-                CdrWrite::Ringing { call_id, .. } | CdrWrite::Answered { call_id, .. } => {
+                CdrWrite::Ringing { call_id, .. }
+                | CdrWrite::Answered { call_id, .. }
+                | CdrWrite::Requeued { call_id, .. }
+                | CdrWrite::Offered { call_id, .. }
+                | CdrWrite::OfferEnded { call_id, .. } => {
                     assert!(self.created.contains(call_id), "{call_id} not created");
                     assert!(
                         !self.ended.contains(call_id),
@@ -331,6 +361,11 @@ impl World {
             let m = parse(&o.text);
             if let Some(id) = m.call_id() {
                 let key = (*conn, id.to_string());
+                // A queue may offer a call again to an agent whose earlier
+                // offer of it ended (a new round): that starts over.
+                if matches!(m, ServerMessage::Incoming { queue: Some(_), .. }) {
+                    self.terminated.remove(&key);
+                }
                 assert!(
                     !self.terminated.contains(&key),
                     "connection {conn} heard of {id} after its terminal frame: {}",
@@ -355,7 +390,7 @@ impl World {
             ice_servers: Vec::new(),
             heartbeat_ms: 20_000,
         };
-        let fx = self.run(|h, _| h.attach(conn, who, endpoint, parts));
+        let fx = self.run(|h, now| h.attach(conn, who, endpoint, parts, now));
         (conn, fx)
     }
 
@@ -436,17 +471,21 @@ fn attach_sends_welcome_and_presence_goes_to_the_tenant_only() {
     assert!(msgs(&fx, a1).is_empty());
     assert_eq!(msgs(&fx, b2).len(), 1, "welcome only");
 
-    let fx = w.op(|h, _| h.set_presence(b1, Presence::Away)).unwrap();
+    let fx = w
+        .op(|h, now| h.set_presence(b1, Presence::Away, now))
+        .unwrap();
     let away = presence(&bob(), Presence::Away);
     for c in [a1, b1, b2] {
         assert_eq!(msgs(&fx, c), vec![away.clone()]);
     }
     assert!(msgs(&fx, m1).is_empty());
     // The broadcast goes out even when nothing changed.
-    let fx = w.op(|h, _| h.set_presence(b2, Presence::Away)).unwrap();
+    let fx = w
+        .op(|h, now| h.set_presence(b2, Presence::Away, now))
+        .unwrap();
     assert_eq!(msgs(&fx, a1), vec![away]);
     assert_eq!(
-        code(w.op(|h, _| h.set_presence(b1, Presence::Offline))),
+        code(w.op(|h, now| h.set_presence(b1, Presence::Offline, now))),
         ErrorCode::InvalidValue
     );
     assert_eq!(w.hub.presence_of(bob().user_id), Presence::Away);
@@ -590,6 +629,7 @@ fn basic_call_6_1_relays_offer_answer_candidates_and_ends_completed() {
             CdrWrite::Answered {
                 call_id: "c1".into(),
                 endpoint: "b1".into(),
+                agent: None,
                 at_ms: T0 + 4_000
             }
         )]
@@ -854,7 +894,8 @@ fn busy_6_5_every_endpoint_busy_or_dnd_ends_at_once_without_ringing() {
 
     // Do not disturb: busy by the callee, nothing sent to them.
     let f1 = w.connect(&person(6, ACME, "frank"), "f1");
-    w.op(|h, _| h.set_presence(f1, Presence::Dnd)).unwrap();
+    w.op(|h, now| h.set_presence(f1, Presence::Dnd, now))
+        .unwrap();
     let fx = w.invite(a1, "y", &person(6, ACME, "frank"));
     assert_eq!(
         end_write(&fx).1,
@@ -1578,7 +1619,7 @@ fn requests_from_an_unregistered_connection_are_internal_errors() {
         w.op(|h, _| h.candidate(ghost, "c", None)),
         w.op(|h, _| h.update(ghost, "c", SdpKind::Answer, OFFER.into())),
         w.op(|h, now| h.stats(ghost, "c", q, now)),
-        w.op(|h, _| h.set_presence(ghost, Presence::Away)),
+        w.op(|h, now| h.set_presence(ghost, Presence::Away, now)),
     ];
     for r in results {
         assert_eq!(code(r), ErrorCode::Internal);
@@ -1747,19 +1788,12 @@ fn random_requests_never_panic_and_keep_the_invariants() {
                         Presence::Dnd,
                         Presence::Offline,
                     ][rng.gen_range(0..4)];
-                    w.op(|h, _| h.set_presence(conn, p))
+                    w.op(|h, now| h.set_presence(conn, p, now))
                 }
                 15 if !timers.is_empty() => {
                     // A timer fires (in any order, possibly late or stale).
                     let t = timers.swap_remove(rng.gen_range(0..timers.len()));
-                    Ok(w.run(|h, now| match t {
-                        Timer::RingTimeout { call_id } => h.ring_timeout(&call_id, now),
-                        Timer::Grace {
-                            user,
-                            endpoint,
-                            generation,
-                        } => h.grace_expired(user, &endpoint, generation, now),
-                    }))
+                    Ok(w.run(|h, now| fire(h, t, now)))
                 }
                 _ => {
                     w.later(rng.gen_range(0..400_000));
@@ -1784,14 +1818,7 @@ fn random_requests_never_panic_and_keep_the_invariants() {
         }
         w.later(RING_MS + GRACE_MS);
         while let Some(t) = timers.pop() {
-            let fx = w.run(|h, now| match t {
-                Timer::RingTimeout { call_id } => h.ring_timeout(&call_id, now),
-                Timer::Grace {
-                    user,
-                    endpoint,
-                    generation,
-                } => h.grace_expired(user, &endpoint, generation, now),
-            });
+            let fx = w.run(|h, now| fire(h, t, now));
             timers.extend(fx.timers);
         }
         assert_eq!(w.hub.call_count(), 0, "seed {seed}: calls left");
@@ -1811,3 +1838,5 @@ fn random_requests_never_panic_and_keep_the_invariants() {
         }
     }
 }
+
+mod queues;

@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
-use super::{Pool, Store, TenantId, check_name, is_unique_violation};
-use crate::acd::{Hours, Strategy};
+use super::{Pool, Store, TenantId, UserId, check_name, is_unique_violation};
+use crate::acd::{AtMaxWait, Hours, QueueConfig, Strategy};
+use crate::hub::QueueDef;
 use crate::{Error, now_ms};
 
 /// What a user may do beyond calling: an `admin` also manages the queues
@@ -125,6 +126,22 @@ impl QueueSpec {
         }
     }
 
+    /// The routing settings of [`crate::acd`], in ms.
+    pub fn routing(&self) -> QueueConfig {
+        let ms = |secs: u32| u64::from(secs) * 1000;
+        QueueConfig {
+            strategy: self.strategy,
+            ring_ms: ms(self.ring_secs),
+            max_wait_ms: ms(self.max_wait_secs),
+            at_max_wait: match &self.overflow_queue {
+                Some(q) => AtMaxWait::Overflow(q.clone()),
+                None => AtMaxWait::NoAnswer,
+            },
+            wrap_up_ms: ms(self.wrap_up_secs),
+            lapse_limit: self.lapse_limit,
+        }
+    }
+
     /// The parsed business hours; `None` when the queue is always open.
     ///
     /// # Errors
@@ -190,6 +207,38 @@ pub struct QueueRow {
     pub spec: QueueSpec,
     /// Member agents, by user name.
     pub members: Vec<String>,
+}
+
+/// A queue's day, from the CDR ([`Store::queue_day`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueDay {
+    /// The start of the day counted, ms since the Unix epoch (local
+    /// midnight in the queue's time zone; UTC without business hours).
+    pub since_ms: u64,
+    /// Calls that entered the queue.
+    pub entered: u64,
+    /// Calls an agent answered.
+    pub answered: u64,
+    /// Callers who hung up while waiting (`abandoned`).
+    pub abandoned: u64,
+    /// Average wait of answered calls, ms (0 before the first).
+    pub average_wait_ms: u64,
+    /// Average talk time of answered calls that ended, ms.
+    pub average_talk_ms: u64,
+    /// Service level: calls answered within 20 s as a share of calls
+    /// answered or abandoned, %; `null` before the first.
+    pub service_level_pct: Option<f64>,
+}
+
+#[derive(FromRow)]
+struct DayRow {
+    entered: i64,
+    answered: i64,
+    abandoned: i64,
+    wait_total_ms: i64,
+    answered_in_time: i64,
+    handled: i64,
+    talk_total_ms: i64,
 }
 
 #[derive(FromRow)]
@@ -299,6 +348,96 @@ impl Store {
             .bind(name)
             .fetch_optional(p)
             .await?))
+    }
+
+    /// The queues of a tenant as the hub routes them: settings, business
+    /// hours and member user ids (enabled users only).
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::Invalid`] for stored hours that no
+    /// longer parse (the time-zone database changed).
+    pub async fn routing_queues(&self, tenant_id: TenantId) -> Result<Vec<QueueDef>, Error> {
+        let sql = format!("SELECT {SPEC_COLUMNS} FROM queues WHERE tenant_id = $1 ORDER BY name");
+        let rows: Vec<SpecRow> = on_pool!(&self.pool, p => sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .fetch_all(p)
+            .await?);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let members: Vec<UserId> = on_pool!(&self.pool, p => sqlx::query_scalar(
+                "SELECT m.user_id FROM queue_members m JOIN users u ON u.id = m.user_id
+                 WHERE m.queue_id = $1 AND NOT u.disabled ORDER BY m.user_id",
+            )
+            .bind(r.id)
+            .fetch_all(p)
+            .await?);
+            let spec = r.spec();
+            out.push(QueueDef {
+                config: spec.routing(),
+                hours: spec.business_hours()?,
+                name: spec.name,
+                number: spec.number,
+                closed_message: spec.closed_message,
+                max_wait_message: spec.max_wait_message,
+                members,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A queue's calls that entered since `since_ms` (its "today"), from
+    /// the CDR: what every node routed, and what a restart kept.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn queue_day(
+        &self,
+        tenant_id: TenantId,
+        queue: &str,
+        since_ms: u64,
+    ) -> Result<QueueDay, Error> {
+        let row: DayRow = on_pool!(&self.pool, p => sqlx::query_as(
+            "SELECT COUNT(*) AS entered,
+               CAST(COALESCE(SUM(CASE WHEN answered_at_ms IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT)
+                 AS answered,
+               CAST(COALESCE(SUM(CASE WHEN end_reason = 'abandoned' THEN 1 ELSE 0 END), 0) AS BIGINT)
+                 AS abandoned,
+               CAST(COALESCE(SUM(CASE WHEN answered_at_ms IS NOT NULL
+                                      THEN answered_at_ms - queued_at_ms ELSE 0 END), 0) AS BIGINT)
+                 AS wait_total_ms,
+               CAST(COALESCE(SUM(CASE WHEN answered_at_ms IS NOT NULL
+                                       AND answered_at_ms - queued_at_ms <= $4
+                                      THEN 1 ELSE 0 END), 0) AS BIGINT)
+                 AS answered_in_time,
+               CAST(COALESCE(SUM(CASE WHEN answered_at_ms IS NOT NULL AND ended_at_ms IS NOT NULL
+                                      THEN 1 ELSE 0 END), 0) AS BIGINT)
+                 AS handled,
+               CAST(COALESCE(SUM(CASE WHEN answered_at_ms IS NOT NULL AND ended_at_ms IS NOT NULL
+                                      THEN ended_at_ms - answered_at_ms ELSE 0 END), 0) AS BIGINT)
+                 AS talk_total_ms
+             FROM calls WHERE tenant_id = $1 AND queue = $2 AND created_at_ms >= $3",
+        )
+        .bind(tenant_id)
+        .bind(queue)
+        .bind(since_ms as i64)
+        .bind(crate::acd::SERVICE_LEVEL_MS as i64)
+        .fetch_one(p)
+        .await?);
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let (answered, handled) = (n(row.answered), n(row.handled));
+        Ok(QueueDay {
+            since_ms,
+            entered: n(row.entered),
+            answered,
+            abandoned: n(row.abandoned),
+            average_wait_ms: n(row.wait_total_ms).checked_div(answered).unwrap_or(0),
+            average_talk_ms: n(row.talk_total_ms).checked_div(handled).unwrap_or(0),
+            service_level_pct: if answered + n(row.abandoned) == 0 {
+                None
+            } else {
+                Some(n(row.answered_in_time) as f64 * 100.0 / (answered + n(row.abandoned)) as f64)
+            },
+        })
     }
 
     async fn members(&self, queue_id: i64) -> Result<Vec<String>, Error> {
