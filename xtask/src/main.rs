@@ -525,20 +525,17 @@ fn test() -> Result<bool> {
             DESKTOP_TEST,
         ])
     })?;
-    // The switchboard's API, routing and robustness suites again, each test
-    // server on its own private PostgreSQL instead of a SQLite file (the
-    // store suite runs both backends by itself).
-    // The switchboard's API, routing and robustness suites again, each test
-    // server on its own private PostgreSQL instead of a SQLite file (the
-    // store suite runs both backends by itself). The binaries are the ones
-    // the rust-tests step ran: built with the whole workspace's features,
-    // which these three targets alone would not select (cargo would build
-    // them once more).
+    // The switchboard's API, routing, robustness and queue suites again,
+    // each test server on its own private PostgreSQL instead of a SQLite
+    // file (the store suite runs both backends by itself). The binaries are
+    // the ones the rust-tests step ran: built with the whole workspace's
+    // features, which these targets alone would not select (cargo would
+    // build them once more).
     step("switchboard-postgres", &mut || {
         let mut passed = 0;
         let mut failed = 0;
         let mut ok = true;
-        for exe in workspace_test_binaries(&["api", "routing", "robustness"])? {
+        for exe in workspace_test_binaries(&["api", "routing", "robustness", "queues"])? {
             let mut cmd = tagged(Command::new(&exe));
             cmd.current_dir("crates/switchboard")
                 .env("SWITCHBOARD_TEST_STORE", "postgres");

@@ -358,6 +358,19 @@ impl Queue {
         presence: AgentPresence,
         now_ms: u64,
     ) -> Vec<Action> {
+        self.add_member_idle_since(agent, presence, now_ms, now_ms)
+    }
+
+    /// [`Queue::add_member`] for an agent who has been free since
+    /// `idle_since_ms` (e.g. available before the queue was loaded), so
+    /// that `longest_idle` ranks them fairly.
+    pub fn add_member_idle_since(
+        &mut self,
+        agent: AgentId,
+        presence: AgentPresence,
+        idle_since_ms: u64,
+        now_ms: u64,
+    ) -> Vec<Action> {
         if self.agents.contains_key(&agent) {
             return self.set_presence(agent, presence, now_ms);
         }
@@ -365,7 +378,9 @@ impl Queue {
             agent,
             Agent {
                 presence,
-                activity: Activity::Idle { since: now_ms },
+                activity: Activity::Idle {
+                    since: idle_since_ms.min(now_ms),
+                },
                 lapses: 0,
             },
         );

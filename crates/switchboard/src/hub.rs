@@ -156,6 +156,9 @@ struct OnlineUser {
     tenant: TenantId,
     user: UserRef,
     presence: Presence,
+    /// When `presence` last became `available` (or the user came online),
+    /// ms since the epoch: how long a queue agent has been free.
+    available_since: u64,
     endpoints: HashMap<String, Endpoint>,
 }
 
@@ -295,6 +298,7 @@ impl Hub {
             tenant: who.tenant_id,
             user: who.user.clone(),
             presence: Presence::Available,
+            available_since: now_ms,
             endpoints: HashMap::new(),
         });
         let presence = user.presence;
@@ -1054,6 +1058,9 @@ impl Hub {
             ));
         }
         if let Some(u) = self.users.get_mut(&me) {
+            if status == Presence::Available && u.presence != Presence::Available {
+                u.available_since = now_ms;
+            }
             u.presence = status;
         }
         let mut fx = Effects::default();

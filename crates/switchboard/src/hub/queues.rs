@@ -154,10 +154,11 @@ impl Hub {
                     .or_default()
                     .insert(key.clone());
                 let p = self.agent_presence(*agent, &key);
+                let since = self.users.get(agent).map_or(now_ms, |u| u.available_since);
                 let acts = self
                     .queues
                     .get_mut(&key)
-                    .map(|q| q.acd.add_member(*agent, p, now_ms))
+                    .map(|q| q.acd.add_member_idle_since(*agent, p, since, now_ms))
                     .unwrap_or_default();
                 self.queue_work(&key, acts);
             }

@@ -325,10 +325,17 @@ impl Client {
 
     /// Next frame of any type (5 s limit). Panics on close.
     pub async fn recv_any(&mut self) -> Value {
+        self.recv_any_within(5_000).await
+    }
+
+    /// Next frame of any type within `ms`. Panics on close.
+    pub async fn recv_any_within(&mut self, ms: u64) -> Value {
         loop {
-            let msg = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
+            let msg = tokio::time::timeout(Duration::from_millis(ms), self.ws.next())
                 .await
-                .unwrap_or_else(|_| panic!("{}/{}: no frame within 5 s", self.user, self.endpoint))
+                .unwrap_or_else(|_| {
+                    panic!("{}/{}: no frame within {ms} ms", self.user, self.endpoint)
+                })
                 .expect("socket ended")
                 .expect("socket error");
             match msg {
@@ -352,6 +359,22 @@ impl Client {
     /// Next non-presence frame, which must have this type.
     pub async fn expect(&mut self, ty: &str) -> Value {
         let v = self.recv().await;
+        assert_eq!(
+            v["type"], ty,
+            "{}/{} expected {ty}, got {v}",
+            self.user, self.endpoint
+        );
+        v
+    }
+
+    /// Next non-presence frame, within `ms`, which must have this type.
+    pub async fn expect_within(&mut self, ty: &str, ms: u64) -> Value {
+        let v = loop {
+            let v = self.recv_any_within(ms).await;
+            if v["type"] != "presence" {
+                break v;
+            }
+        };
         assert_eq!(
             v["type"], ty,
             "{}/{} expected {ty}, got {v}",

@@ -1,0 +1,190 @@
+//! Queues over real WebSockets and the real store (SQLite, or PostgreSQL
+//! with `SWITCHBOARD_TEST_STORE=postgres`): a caller dials a queue by name
+//! or number, waits, is offered to agents, and leaves a CDR and figures.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard::acd::Strategy;
+use switchboard::store::QueueSpec;
+
+/// Creates queue `support` (number 2001) in acme with these members.
+async fn support(srv: &TestServer, members: &[&str], tune: impl FnOnce(&mut QueueSpec)) {
+    let acme = srv.store.tenant_id("acme").await.unwrap();
+    let mut spec = QueueSpec::named("support");
+    spec.number = Some("2001".into());
+    spec.strategy = Strategy::LongestIdle;
+    spec.ring_secs = 5;
+    spec.wrap_up_secs = 0;
+    tune(&mut spec);
+    srv.store.add_queue(acme, &spec).await.unwrap();
+    for m in members {
+        srv.store
+            .set_queue_member(acme, "support", m, true)
+            .await
+            .unwrap();
+    }
+}
+
+/// The next frame that is neither `presence` nor a position update.
+async fn next(c: &mut Client) -> Value {
+    loop {
+        let v = c.recv().await;
+        if v["type"] != "call.queued" {
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_caller_dials_the_queue_number_waits_is_declined_then_answered() {
+    let srv = TestServer::start().await;
+    support(&srv, &["bob", "carol"], |_| {}).await;
+    // Carol is available first: the longest idle.
+    let mut carol = srv.client("carol", "c1").await;
+    let mut bob = srv.client("bob", "b1").await;
+    let mut alice = srv.client("alice", "a1").await;
+    let alice_token = srv.login("acme", "alice").await;
+
+    alice.invite("q-1", "2001").await;
+    let pos = alice.expect("call.queued").await;
+    assert_eq!(pos["queue"], "support");
+    assert_eq!(pos["position"], 1);
+    assert!(pos["ewt_ms"].as_u64().is_some(), "{pos}");
+
+    let offer = carol.expect("call.incoming").await;
+    assert_eq!(offer["from"]["user"], "alice");
+    assert_eq!(offer["queue"]["name"], "support");
+    assert_eq!(offer["sdp"], fake_sdp("offer"));
+    carol
+        .send(json!({"type": "call.reject", "call_id": "q-1", "reason": "rejected"}))
+        .await;
+    let gone = carol.expect("call.ended").await;
+    assert_eq!(gone["reason"], "rejected");
+
+    // Bob is next; he answers and the caller gets his SDP answer.
+    let offer = bob.expect("call.incoming").await;
+    assert_eq!(offer["queue"]["name"], "support");
+    bob.accept("q-1").await;
+    let acc = next(&mut alice).await;
+    assert_eq!(acc["type"], "call.accepted", "{acc}");
+    assert_eq!(acc["sdp"], fake_sdp("answer"));
+    assert_eq!(bob.expect("call.accepted").await["device_id"], "b1");
+
+    alice.hangup("q-1").await;
+    assert_eq!(bob.expect("call.ended").await["reason"], "completed");
+    assert_eq!(alice.expect("call.ended").await["reason"], "completed");
+
+    // The CDR names the queue and the agent who answered.
+    let rec = srv
+        .await_record(&alice_token, "q-1", |r| !r["ended_at_ms"].is_null())
+        .await;
+    assert_eq!(rec["queue"], "support");
+    assert_eq!(rec["callee"]["user"], "bob");
+    assert_eq!(rec["end_reason"], "completed");
+    assert!(rec["wait_ms"].as_u64().is_some(), "{rec}");
+
+    // Bob's history has it too, as an incoming call he answered.
+    let bob_token = srv.login("acme", "bob").await;
+    let (_, mine) = srv.get("/v1/calls/q-1", Some(&bob_token)).await;
+    assert_eq!(mine["direction"], "incoming");
+    assert_eq!(mine["missed"], false);
+
+    let (status, stats) = srv
+        .get("/v1/queues/support/stats", Some(&alice_token))
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["today"]["entered"], 1);
+    assert_eq!(stats["today"]["answered"], 1);
+    assert_eq!(stats["today"]["abandoned"], 0);
+    assert_eq!(stats["waiting"], 0);
+    assert_eq!(stats["today"]["service_level_pct"], 100.0);
+}
+
+#[tokio::test]
+async fn an_offer_that_rings_out_goes_to_the_next_agent() {
+    let srv = TestServer::start().await;
+    support(&srv, &["bob", "carol"], |s| {
+        s.strategy = Strategy::RoundRobin
+    })
+    .await;
+    let mut bob = srv.client("bob", "b1").await;
+    let mut carol = srv.client("carol", "c1").await;
+    let mut alice = srv.client("alice", "a1").await;
+
+    alice.invite("q-2", "support").await;
+    let first = bob.expect("call.incoming").await;
+    assert_eq!(first["call_id"], "q-2");
+    // Bob lets it ring for the ring time (5 s): it lapses to carol.
+    let lapsed = bob.expect_within("call.ended", 10_000).await;
+    assert_eq!(lapsed["reason"], "no_answer");
+    let offer = carol.expect("call.incoming").await;
+    assert!(
+        offer["queue"]["waited_ms"].as_u64().unwrap() >= 5_000,
+        "{offer}"
+    );
+    carol.accept("q-2").await;
+    assert_eq!(next(&mut alice).await["type"], "call.accepted");
+}
+
+#[tokio::test]
+async fn a_caller_who_hangs_up_while_waiting_is_abandoned_and_counted() {
+    let srv = TestServer::start().await;
+    support(&srv, &["bob"], |_| {}).await;
+    let mut alice = srv.client("alice", "a1").await;
+    let token = srv.login("acme", "alice").await;
+
+    alice.invite("q-3", "support").await;
+    alice.expect("call.queued").await;
+    let (_, stats) = srv.get("/v1/queues/support/stats", Some(&token)).await;
+    assert_eq!(stats["waiting"], 1, "{stats}");
+
+    alice
+        .send(json!({"type": "call.cancel", "call_id": "q-3"}))
+        .await;
+    let end = alice.expect("call.ended").await;
+    assert_eq!(end["reason"], "abandoned");
+    let rec = srv
+        .await_record(&token, "q-3", |r| !r["ended_at_ms"].is_null())
+        .await;
+    assert_eq!(rec["end_reason"], "abandoned");
+    assert_eq!(rec["callee"]["user"], "support");
+    let (_, stats) = srv.get("/v1/queues/support/stats", Some(&token)).await;
+    assert_eq!(stats["waiting"], 0);
+    assert_eq!(stats["today"]["abandoned"], 1);
+    assert_eq!(stats["today"]["service_level_pct"], 0.0);
+}
+
+#[tokio::test]
+async fn a_closed_queue_says_so_and_a_queue_is_only_its_tenants() {
+    let srv = TestServer::start().await;
+    // Open two days from today (UTC) only: closed now, whatever the time.
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let open_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][((days + 3 + 2) % 7) as usize];
+    support(&srv, &["bob"], |s| {
+        s.hours = Some(format!("{open_day} 09:00-17:00"));
+        s.timezone = Some("UTC".into());
+        s.closed_message = Some("We are closed today.".into());
+    })
+    .await;
+    let mut alice = srv.client("alice", "a1").await;
+    alice.invite("q-4", "support").await;
+    let end = alice.expect("call.ended").await;
+    assert_eq!(end["reason"], "unavailable");
+    assert_eq!(end["message"], "We are closed today.");
+
+    // Mallory (globex) cannot dial acme's queue or read its figures.
+    let mut mallory = srv.client("mallory", "m1").await;
+    mallory.invite("q-5", "support").await;
+    mallory.expect_error("not_found", Some("inv-q-5")).await;
+    let token = srv.login("globex", "mallory").await;
+    let (status, _) = srv.get("/v1/queues/support/stats", Some(&token)).await;
+    assert_eq!(status, 404);
+    let (status, _) = srv.get("/v1/queues/support/stats", None).await;
+    assert_eq!(status, 401);
+}
