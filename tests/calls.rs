@@ -502,3 +502,110 @@ async fn dtmf_sent_the_moment_the_call_turns_active_arrives_whole() {
     assert_eq!(digits, "159#");
     alice.hangup(&call);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_call_waits_is_declined_by_one_agent_and_carries_tones_with_the_other() {
+    let _serial = softphone_e2e::ONE_CALL_AT_A_TIME.lock().await;
+    let srv = Server::start().await;
+    let acme = srv.store.tenant_id("acme").await.unwrap();
+    let mut spec = switchboard::store::QueueSpec::named("support");
+    spec.wrap_up_secs = 0;
+    srv.store.add_queue(acme, &spec).await.unwrap();
+    for agent in ["bob", "carol"] {
+        srv.store
+            .set_queue_member(acme, "support", agent, true)
+            .await
+            .unwrap();
+    }
+    let (alice, mut a_ev, a_token) = srv.engine("alice", "alice-laptop").await;
+    let a_hears = Capture::default();
+    let call = alice
+        .dial(
+            "support",
+            CallAudio {
+                source: Box::new(Tone::new(440.0, -12.0)),
+                sink: Box::new(a_hears.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    // Nobody is signed in: the caller waits first in line, and its ICE
+    // candidates wait with it.
+    let (queue, position) = a_ev
+        .wait("queued", |ev| match ev {
+            EngineEvent::Queued {
+                call_id,
+                queue,
+                position,
+                ..
+            } if *call_id == call => Some((queue.clone(), *position)),
+            _ => None,
+        })
+        .await;
+    assert_eq!((queue.as_str(), position), ("support", 1));
+
+    // Bob signs in first (the longest idle) and declines; carol answers.
+    let (bob, mut b_ev, _) = srv.engine("bob", "bob-desk").await;
+    let (carol, mut c_ev, _) = srv.engine("carol", "carol-desk").await;
+    let offer = |ev: &EngineEvent| match ev {
+        EngineEvent::Incoming {
+            call_id,
+            from,
+            queue: Some(q),
+        } => Some((call_id.clone(), from.user.clone(), q.name.clone())),
+        _ => None,
+    };
+    let (id, from, q) = b_ev.wait("bob offered", offer).await;
+    assert_eq!(
+        (id.as_str(), from.as_str(), q.as_str()),
+        (call.as_str(), "alice", "support")
+    );
+    bob.reject(&call);
+    let (id, _, _) = c_ev.wait("carol offered", offer).await;
+    assert_eq!(id, call);
+    let c_hears = Capture::default();
+    carol
+        .answer(
+            &call,
+            CallAudio {
+                source: Box::new(Tone::new(1000.0, -12.0)),
+                sink: Box::new(c_hears.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    a_ev.wait("active", state_of(&call, CallState::Active))
+        .await;
+    c_ev.wait("first audio", |ev| {
+        matches!(ev, EngineEvent::FirstAudio { .. }).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (at_c, at_a) = (c_hears.listen(1000).await, a_hears.listen(1000).await);
+    assert!(
+        (dominant(&at_c) - 440.0).abs() < 5.0,
+        "carol heard {} Hz",
+        dominant(&at_c)
+    );
+    assert!(
+        (dominant(&at_a) - 1000.0).abs() < 5.0,
+        "alice heard {} Hz",
+        dominant(&at_a)
+    );
+
+    alice.hangup(&call);
+    c_ev.wait(
+        "ended",
+        state_of(
+            &call,
+            CallState::Ended {
+                reason: EndReason::Completed,
+            },
+        ),
+    )
+    .await;
+    let rec = srv.get(&format!("/v1/calls/{call}"), &a_token).await;
+    assert_eq!(rec["queue"], "support");
+    assert_eq!(rec["callee"]["user"], "carol");
+    assert!(rec["wait_ms"].as_u64().unwrap() > 0, "{rec}");
+}

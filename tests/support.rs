@@ -24,6 +24,8 @@ pub struct Server {
     pub base: String,
     /// The data directory (kept alive while the server runs).
     pub dir: tempfile::TempDir,
+    /// The server's store (its SQLite file), e.g. to define queues.
+    pub store: switchboard::Store,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -65,6 +67,7 @@ impl Server {
         Self {
             base,
             dir,
+            store,
             stop: Some(tx),
         }
     }
