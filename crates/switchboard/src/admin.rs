@@ -18,7 +18,7 @@ use softphone_protocol::ErrorCode;
 
 use crate::Shared;
 use crate::http::{ApiError, Auth, json_body};
-use crate::store::{QueueDay, QueueRow, QueueSpec, Role, TenantId};
+use crate::store::{QueueDay, QueueRow, QueueSpec, Role, TenantId, Webhook, WebhookInfo};
 
 /// An authenticated administrator: their tenant.
 struct Admin {
@@ -86,6 +86,11 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route(
             "/v1/admin/queues/{name}/members/{user}",
             put(add_member).delete(remove_member),
+        )
+        .route("/v1/admin/webhooks", get(list_webhooks).post(add_webhook))
+        .route(
+            "/v1/admin/webhooks/{id}",
+            axum::routing::delete(remove_webhook),
         )
 }
 
@@ -170,6 +175,46 @@ async fn remove_member(
         .set_queue_member(admin.tenant_id, &name, &user, false)
         .await?;
     reroute(&s, admin.tenant_id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/admin/webhooks`.
+#[derive(Serialize)]
+struct WebhooksResponse {
+    webhooks: Vec<WebhookInfo>,
+}
+
+/// `POST /v1/admin/webhooks`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    url: String,
+}
+
+async fn list_webhooks(
+    State(s): State<Arc<Shared>>,
+    admin: Admin,
+) -> Result<Json<WebhooksResponse>, ApiError> {
+    let webhooks = s.store.webhooks(admin.tenant_id).await?;
+    Ok(Json(WebhooksResponse { webhooks }))
+}
+
+async fn add_webhook(
+    State(s): State<Arc<Shared>>,
+    admin: Admin,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Webhook>), ApiError> {
+    let new: NewWebhook = json_body(&body)?;
+    let hook = s.store.add_webhook(admin.tenant_id, &new.url).await?;
+    Ok((StatusCode::CREATED, Json(hook)))
+}
+
+async fn remove_webhook(
+    State(s): State<Arc<Shared>>,
+    admin: Admin,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    s.store.remove_webhook(admin.tenant_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

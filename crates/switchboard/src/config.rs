@@ -105,6 +105,10 @@ pub struct Config {
     /// not an operator setting, tests shorten it.
     #[serde(skip)]
     pub login_sweep: Duration,
+    /// How often the webhook outbox is checked for events due. Default
+    /// 500 ms; not an operator setting.
+    #[serde(skip)]
+    pub webhook_poll: Duration,
     /// STUN URLs handed to clients, e.g. `stun:stun.example.org:3478`.
     pub stun_urls: Vec<String>,
     /// TURN URLs, e.g. `turn:turn.example.org:3478?transport=udp`.
@@ -196,6 +200,7 @@ impl Config {
             heartbeat: Duration::from_secs(20),
             hello_timeout: Duration::from_secs(10),
             login_sweep: Duration::from_secs(5),
+            webhook_poll: Duration::from_millis(500),
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,

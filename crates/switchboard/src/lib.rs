@@ -41,6 +41,7 @@ mod hub;
 mod ice;
 mod metrics;
 pub mod store;
+mod webhooks;
 mod ws;
 
 pub use config::{Config, LogFormat};
@@ -171,6 +172,7 @@ pub async fn run(
     let background = tokio::spawn(background_tasks(shared.clone(), node.clone()));
     let heartbeat = tokio::spawn(node_heartbeat(shared.clone(), node.clone()));
     let sweep = tokio::spawn(login_sweep(shared.clone()));
+    let deliveries = tokio::spawn(webhooks::deliver_loop(shared.clone()));
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = %store.database().display(), "switchboard listening");
@@ -213,6 +215,7 @@ pub async fn run(
     background.abort();
     heartbeat.abort();
     sweep.abort();
+    deliveries.abort();
     // Dropping the last queue handle lets the writer drain and stop.
     shared.routing().cdr.close();
     drop(shared);

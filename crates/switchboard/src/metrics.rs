@@ -38,6 +38,8 @@ pub struct Metrics {
     pub admissions_refused: Counter,
     /// Calls of gone nodes that this node's sweep failed.
     pub gone_node_calls: Counter,
+    /// Webhook delivery attempts, by outcome (`delivered`, `failed`).
+    pub webhook_deliveries: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -57,6 +59,7 @@ impl Default for Metrics {
             too_slow: Counter::default(),
             admissions_refused: Counter::default(),
             gone_node_calls: Counter::default(),
+            webhook_deliveries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -115,6 +118,11 @@ impl Default for Metrics {
             "gone_node_calls",
             "Unfinished calls of gone nodes (stale heartbeat) this node ended as failed",
             m.gone_node_calls.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by outcome",
+            m.webhook_deliveries.clone(),
         );
         Self { registry, ..m }
     }

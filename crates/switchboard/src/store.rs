@@ -984,6 +984,24 @@ impl Store {
         )
     }
 
+    /// A call's record as the tenant sees it (for webhooks): the caller's
+    /// record without the caller's point of view; `None` for an unknown
+    /// call.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn call_for_tenant(&self, call_id: &str) -> Result<Option<CallRecord>, Error> {
+        let sql = format!("{CALL_SELECT} WHERE c.id = $1");
+        let row: Option<CallRow> = on_pool!(&self.pool, p => sqlx::query_as(&sql)
+            .bind(call_id)
+            .fetch_optional(p)
+            .await?);
+        Ok(row.map(|r| {
+            let caller = r.caller_id;
+            r.record(caller)
+        }))
+    }
+
     /// Whether `user_id` was a party to `call_id` (for late `call.stats`).
     ///
     /// # Errors
@@ -998,6 +1016,37 @@ impl Store {
         .await?
         .is_some()))
     }
+}
+
+/// Writes the webhook outbox rows of one call event on `$tx`: one per
+/// webhook of the call's tenant, when the call row matches `$cond` (extra
+/// SQL, e.g. `AND c.answered_at_ms IS NULL`). The event id is derived from
+/// the call, the type, the time and the agent, so a repeated write adds
+/// nothing. Evaluates to `Result<(), sqlx::Error>` (inside [`apply_cdr!`]).
+macro_rules! outbox {
+    ($tx:ident, $ty:expr, $call:expr, $agent:expr, $at:expr, $cond:expr) => {{
+        let agent: Option<i64> = $agent;
+        let event_id = match agent {
+            Some(a) => format!("{}/{}/{}/{}", $call, $ty, $at, a),
+            None => format!("{}/{}/{}", $call, $ty, $at),
+        };
+        sqlx::query(&format!(
+            "INSERT INTO webhook_outbox
+               (webhook_id, event_id, event_type, call_id, agent_id, at_ms, next_attempt_at_ms)
+             SELECT w.id, $1, $2, c.id, $3, $4, $4
+             FROM calls c JOIN webhooks w ON w.tenant_id = c.tenant_id
+             WHERE c.id = $5 {}
+             ON CONFLICT (webhook_id, event_id) DO NOTHING",
+            $cond
+        ))
+        .bind(event_id)
+        .bind($ty)
+        .bind(agent)
+        .bind(*$at as i64)
+        .bind($call)
+        .execute(&mut *$tx)
+        .await?;
+    }};
 }
 
 /// Applies one [`CdrWrite`] on `$tx` (a transaction of either backend),
@@ -1031,6 +1080,7 @@ macro_rules! apply_cdr {
                 .bind($node_run)
                 .execute(&mut *$tx)
                 .await?;
+                outbox!($tx, "call.initiated", call_id, None, at_ms, "");
             }
             CdrWrite::CreatedQueued {
                 call_id,
@@ -1055,13 +1105,25 @@ macro_rules! apply_cdr {
                 .bind(queue)
                 .execute(&mut *$tx)
                 .await?;
+                outbox!($tx, "call.initiated", call_id, None, at_ms, "");
+                outbox!($tx, "call.queued", call_id, None, at_ms, "");
             }
-            CdrWrite::Requeued { call_id, queue } => {
-                sqlx::query("UPDATE calls SET queue = $1 WHERE id = $2 AND ended_at_ms IS NULL")
-                    .bind(queue)
-                    .bind(call_id)
-                    .execute(&mut *$tx)
-                    .await?;
+            CdrWrite::Requeued {
+                call_id,
+                queue,
+                at_ms,
+            } => {
+                let n = sqlx::query(
+                    "UPDATE calls SET queue = $1 WHERE id = $2 AND ended_at_ms IS NULL",
+                )
+                .bind(queue)
+                .bind(call_id)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    outbox!($tx, "call.queued", call_id, None, at_ms, "");
+                }
             }
             CdrWrite::Offered {
                 call_id,
@@ -1077,6 +1139,7 @@ macro_rules! apply_cdr {
                 .bind(*at_ms as i64)
                 .execute(&mut *$tx)
                 .await?;
+                outbox!($tx, "call.offered", call_id, Some(*agent), at_ms, "");
             }
             CdrWrite::OfferEnded {
                 call_id,
@@ -1111,7 +1174,7 @@ macro_rules! apply_cdr {
                 agent,
                 at_ms,
             } => {
-                sqlx::query(
+                let n = sqlx::query(
                     "UPDATE calls SET answered_at_ms = $1, answered_device = $2,
                          callee_id = COALESCE($4, callee_id)
                      WHERE id = $3 AND answered_at_ms IS NULL AND ended_at_ms IS NULL",
@@ -1121,7 +1184,11 @@ macro_rules! apply_cdr {
                 .bind(call_id)
                 .bind(*agent)
                 .execute(&mut *$tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    outbox!($tx, "call.answered", call_id, None, at_ms, "");
+                }
             }
             CdrWrite::Ended {
                 call_id,
@@ -1129,7 +1196,7 @@ macro_rules! apply_cdr {
                 reason,
                 by,
             } => {
-                sqlx::query(
+                let n = sqlx::query(
                     "UPDATE calls SET ended_at_ms = $1, end_reason = $2, ended_by = $3,
                          duration_ms = CASE WHEN answered_at_ms IS NULL THEN 0
                                             WHEN $1 > answered_at_ms THEN $1 - answered_at_ms
@@ -1141,7 +1208,29 @@ macro_rules! apply_cdr {
                 .bind(by)
                 .bind(call_id)
                 .execute(&mut *$tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    // The kind of end first, then the end itself.
+                    match reason {
+                        EndReason::Rejected | EndReason::Busy => {
+                            outbox!($tx, "call.rejected", call_id, None, at_ms, "")
+                        }
+                        EndReason::Abandoned => {
+                            outbox!($tx, "call.abandoned", call_id, None, at_ms, "")
+                        }
+                        r if r.is_missed(CallDirection::Incoming, false) => outbox!(
+                            $tx,
+                            "call.missed",
+                            call_id,
+                            None,
+                            at_ms,
+                            "AND c.answered_at_ms IS NULL"
+                        ),
+                        _ => {}
+                    }
+                    outbox!($tx, "call.ended", call_id, None, at_ms, "");
+                }
             }
             CdrWrite::Quality {
                 call_id,
@@ -1422,6 +1511,8 @@ pub enum CdrWrite {
         call_id: String,
         /// The queue it moved to.
         queue: String,
+        /// ms since the Unix epoch.
+        at_ms: u64,
     },
     /// A queue offered the call to an agent (a row of `call_offers`).
     Offered {
@@ -1589,3 +1680,5 @@ impl Store {
 
 mod queues;
 pub use queues::{QueueDay, QueueRow, QueueSpec, Role};
+mod webhooks;
+pub use webhooks::{Delivery, Webhook, WebhookInfo};

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::hooks;
 use common::*;
 use serde_json::{Value, json};
 use switchboard::acd::Strategy;
@@ -187,4 +188,86 @@ async fn a_closed_queue_says_so_and_a_queue_is_only_its_tenants() {
     assert_eq!(status, 404);
     let (status, _) = srv.get("/v1/queues/support/stats", None).await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn webhooks_get_every_event_of_a_queue_call_signed_and_retried() {
+    let srv = TestServer::start().await;
+    let hook = hooks::Receiver::start(false).await;
+    // The first delivery fails: it is retried.
+    hook.refuse_next(1);
+    srv.store
+        .set_role("acme", "alice", switchboard::store::Role::Admin)
+        .await
+        .unwrap();
+    let admin = srv.login("acme", "alice").await;
+    let (status, created) = srv
+        .post("/v1/admin/webhooks", Some(&admin), json!({"url": hook.url}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 64);
+    // Agents may not add receivers; a bad URL is refused.
+    let agent = srv.login("acme", "bob").await;
+    let (status, _) = srv
+        .post("/v1/admin/webhooks", Some(&agent), json!({"url": hook.url}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = srv
+        .post(
+            "/v1/admin/webhooks",
+            Some(&admin),
+            json!({"url": "ftp://x"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    support(&srv, &["bob"], |_| {}).await;
+    let mut bob = srv.client("bob", "b1").await;
+    let mut carol = srv.client("carol", "c1").await;
+    carol.invite("q-6", "support").await;
+    bob.expect("call.incoming").await;
+    bob.accept("q-6").await;
+    bob.expect("call.accepted").await;
+    carol.hangup("q-6").await;
+    bob.expect("call.ended").await;
+
+    let types = [
+        "call.initiated",
+        "call.queued",
+        "call.offered",
+        "call.answered",
+        "call.ended",
+    ];
+    let got = hook.await_events("q-6", &types, 15).await;
+    for h in &got {
+        hooks::verify(h, &secret);
+        let v: Value = serde_json::from_str(&h.body).unwrap();
+        assert_eq!(v["id"], h.event_id.as_str());
+        assert_eq!(v["type"], h.event.as_str());
+        assert_eq!(v["tenant"], "acme");
+        assert_eq!(v["call"]["queue"], "support");
+        assert!(v["call"].get("direction").is_none(), "{v}");
+        if h.event == "call.offered" {
+            assert_eq!(v["agent"], "bob");
+        }
+    }
+    // Each event was accepted once; the refused first one came again.
+    let all = hook.hits();
+    let refused: Vec<_> = all.iter().filter(|h| !h.accepted).collect();
+    assert_eq!(refused.len(), 1);
+    assert!(got.iter().any(|h| h.event_id == refused[0].event_id));
+    for t in types {
+        assert_eq!(got.iter().filter(|h| h.event == t).count(), 1, "{t}");
+    }
+    // Nothing is left to send once the last answers are recorded.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, list) = srv.get("/v1/admin/webhooks", Some(&admin)).await;
+        if list["webhooks"][0]["pending"] == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

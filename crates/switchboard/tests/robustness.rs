@@ -839,3 +839,83 @@ async fn admin_commands_manage_queues_and_roles() {
     let (_, out) = admin(d, &["queue", "list", "--tenant", "acme"], None);
     assert!(!out.contains("support"), "{out}");
 }
+
+/// Webhook events are written with the CDR change they report: a node
+/// SIGKILLed while its receiver is down loses none, and the next run
+/// delivers them.
+#[tokio::test]
+async fn webhook_events_survive_sigkill_and_are_delivered_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = data_dir(dir.path());
+    assert!(admin_on(&d, &["tenant", "add", "acme"], None).0);
+    for u in ["alice", "bob"] {
+        let (ok, out) = admin_on(
+            &d,
+            &[
+                "user",
+                "add",
+                "--tenant",
+                "acme",
+                "--user",
+                u,
+                "--display-name",
+                u,
+                "--password-stdin",
+            ],
+            Some(PW),
+        );
+        assert!(ok, "{out}");
+    }
+    let (ok, out) = admin_on(
+        &d,
+        &[
+            "user", "role", "--tenant", "acme", "--user", "alice", "--role", "admin",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let hook = common::hooks::Receiver::start(true).await;
+
+    let mut p = start_binary(&d);
+    let ws_url = format!("{}/v1/ws", p.base.replace("http://", "ws://"));
+    let ta = login_at(&p.base, "acme", "alice").await;
+    let tb = login_at(&p.base, "acme", "bob").await;
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/admin/webhooks", p.base))
+        .bearer_auth(&ta)
+        .json(&json!({"url": hook.url}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let mut alice = connect_at(&ws_url, &ta, "alice", "a1").await;
+    let mut bob = connect_at(&ws_url, &tb, "bob", "b1").await;
+    answered_call(&mut alice, &mut bob, "hooked").await;
+    bob.hangup("hooked").await;
+    alice.expect("call.ended").await;
+    // The receiver refuses: the events stay in the outbox.
+    while !hook.hits().iter().any(|h| h.event == "call.ended") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+
+    hook.refuse(false);
+    let mut p = start_binary(&d);
+    let got = hook
+        .await_events(
+            "hooked",
+            &["call.initiated", "call.answered", "call.ended"],
+            // A delivery under way at the kill waits out its 30 s lease.
+            45,
+        )
+        .await;
+    for h in &got {
+        common::hooks::verify(h, &secret);
+    }
+    p.child.kill().unwrap();
+    let _ = p.child.wait();
+}

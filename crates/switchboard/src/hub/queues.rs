@@ -804,6 +804,7 @@ impl Hub {
             CdrWrite::Requeued {
                 call_id: call.to_string(),
                 queue: to.to_string(),
+                at_ms: now_ms,
             },
         );
         if let Some(q) = self.queues.get_mut(&target) {

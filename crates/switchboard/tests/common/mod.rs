@@ -1,9 +1,10 @@
 //! Test harness: a switchboard on 127.0.0.1:0 with a temp SQLite file (or,
 //! with `SWITCHBOARD_TEST_STORE=postgres`, a private PostgreSQL server:
-//! `cargo xtask test` runs the API, routing and robustness suites both
+//! `cargo xtask test` runs the API, routing, robustness and queue suites both
 //! ways), and WebSocket clients speaking the protocol as raw JSON.
 #![allow(dead_code, missing_docs)]
 
+pub mod hooks;
 pub mod postgres;
 
 use std::time::Duration;
