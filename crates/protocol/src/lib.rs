@@ -537,6 +537,18 @@ pub struct QueueOffer {
     pub name: String,
     /// How long the caller has waited so far, ms.
     pub waited_ms: u64,
+    /// A web caller's email, as they typed it in the widget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// A web caller's topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The page a web caller called from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// Earlier calls of this tenant from web callers with the same email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier_calls: Option<u32>,
 }
 
 /// A frame from the server: the message, tagged by `type`.

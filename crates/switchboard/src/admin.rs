@@ -23,6 +23,7 @@ use crate::store::{QueueDay, QueueRow, QueueSpec, Role, TenantId, Webhook, Webho
 /// An authenticated administrator: their tenant.
 struct Admin {
     tenant_id: TenantId,
+    tenant: String,
 }
 
 impl FromRequestParts<Arc<Shared>> for Admin {
@@ -39,6 +40,7 @@ impl FromRequestParts<Arc<Shared>> for Admin {
         }
         Ok(Self {
             tenant_id: auth.user.tenant_id,
+            tenant: auth.user.tenant,
         })
     }
 }
@@ -88,6 +90,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             put(add_member).delete(remove_member),
         )
         .route("/v1/admin/webhooks", get(list_webhooks).post(add_webhook))
+        .route(
+            "/v1/admin/widget",
+            get(widget_origins).put(set_widget_origins),
+        )
         .route(
             "/v1/admin/webhooks/{id}",
             axum::routing::delete(remove_webhook),
@@ -218,6 +224,34 @@ async fn remove_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET`/`PUT /v1/admin/widget`: the origins allowed to embed the
+/// tenant's call widget.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WidgetOrigins {
+    origins: Vec<String>,
+}
+
+async fn widget_origins(
+    State(s): State<Arc<Shared>>,
+    admin: Admin,
+) -> Result<Json<WidgetOrigins>, ApiError> {
+    let origins = s.store.widget_origins(&admin.tenant).await?;
+    Ok(Json(WidgetOrigins { origins }))
+}
+
+async fn set_widget_origins(
+    State(s): State<Arc<Shared>>,
+    admin: Admin,
+    body: Bytes,
+) -> Result<Json<WidgetOrigins>, ApiError> {
+    let new: WidgetOrigins = json_body(&body)?;
+    s.store
+        .set_widget_origins(admin.tenant_id, &new.origins)
+        .await?;
+    Ok(Json(new))
+}
+
 /// After a change, this node routes with the new settings at once (other
 /// nodes and the CLI's changes are picked up at the next call or figures).
 /// The change is stored either way: a failure here is only logged.
@@ -229,7 +263,7 @@ async fn reroute(s: &Arc<Shared>, tenant: TenantId) {
 
 async fn stats(
     State(s): State<Arc<Shared>>,
-    auth: Auth,
+    crate::http::Member(auth): crate::http::Member,
     Path(name): Path<String>,
 ) -> Result<Json<QueueStatsResponse>, ApiError> {
     let tenant = auth.user.tenant_id;

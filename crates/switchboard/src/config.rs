@@ -123,6 +123,14 @@ pub struct Config {
     pub login_per_account_per_min: u32,
     /// Logins allowed per client IP per minute. Default 60.
     pub login_per_ip_per_min: u32,
+    /// Guest tokens (web widget callers) issued per client IP per minute.
+    /// Default 10.
+    pub guest_tokens_per_ip_per_min: u32,
+    /// Guest tokens issued per tenant per minute. Default 600.
+    pub guest_tokens_per_tenant_per_min: u32,
+    /// Lifetime of a guest token. Default 15 min. Key `guest_token_ttl_secs`.
+    #[serde(rename = "guest_token_ttl_secs", deserialize_with = "secs")]
+    pub guest_token_ttl: Duration,
     /// Frames a socket may send per second (sustained; bursts of 4× pass).
     /// Default 50.
     pub frames_per_sec: u32,
@@ -207,6 +215,9 @@ impl Config {
             turn_ttl: Duration::from_secs(3600),
             login_per_account_per_min: 10,
             login_per_ip_per_min: 60,
+            guest_tokens_per_ip_per_min: 10,
+            guest_tokens_per_tenant_per_min: 600,
+            guest_token_ttl: Duration::from_secs(15 * 60),
             frames_per_sec: 50,
             ws_admissions_per_sec: 1000,
             ws_admissions_per_ip_per_sec: 200,
@@ -259,6 +270,8 @@ impl Config {
         }
         if self.login_per_account_per_min == 0
             || self.login_per_ip_per_min == 0
+            || self.guest_tokens_per_ip_per_min == 0
+            || self.guest_tokens_per_tenant_per_min == 0
             || self.frames_per_sec == 0
             || self.ws_admissions_per_sec == 0
             || self.ws_admissions_per_ip_per_sec == 0

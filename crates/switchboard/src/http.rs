@@ -100,19 +100,39 @@ impl IntoResponse for ApiError {
 pub struct LoginLimits {
     per_account: DefaultKeyedRateLimiter<String>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// What is limited, for the refusal's message.
+    what: &'static str,
 }
 
 impl LoginLimits {
     /// Limits from the config's per-minute figures.
     pub fn new(config: &Config) -> Self {
+        Self::per_minute(
+            config.login_per_account_per_min,
+            config.login_per_ip_per_min,
+            "login attempts",
+        )
+    }
+
+    /// Limits of guest tokens: per tenant (the key) and per client IP.
+    pub fn guests(config: &Config) -> Self {
+        Self::per_minute(
+            config.guest_tokens_per_tenant_per_min,
+            config.guest_tokens_per_ip_per_min,
+            "call requests",
+        )
+    }
+
+    fn per_minute(per_key: u32, per_ip: u32, what: &'static str) -> Self {
         let q = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self {
-            per_account: RateLimiter::keyed(q(config.login_per_account_per_min)),
-            per_ip: RateLimiter::keyed(q(config.login_per_ip_per_min)),
+            per_account: RateLimiter::keyed(q(per_key)),
+            per_ip: RateLimiter::keyed(q(per_ip)),
+            what,
         }
     }
 
-    fn check(&self, ip: IpAddr, account: String) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, ip: IpAddr, account: String) -> Result<(), ApiError> {
         let clock = DefaultClock::default();
         let now = clock.now();
         let wait = match (
@@ -133,7 +153,7 @@ impl LoginLimits {
         Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
-            "too many login attempts; wait and retry",
+            format!("too many {}; wait and retry", self.what),
         )
         .retry_after(secs))
     }
@@ -160,6 +180,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/metrics", get(metrics))
         .route("/v1/ws", get(crate::ws::upgrade))
         .merge(crate::admin::routes())
+        .merge(crate::widget::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
@@ -265,6 +286,26 @@ impl FromRequestParts<Arc<Shared>> for Auth {
     }
 }
 
+/// A request authenticated as a member of the tenant (an agent or an
+/// admin): a guest's token gets `403 forbidden` (docs/protocol.md §2.14).
+pub struct Member(pub Auth);
+
+impl FromRequestParts<Arc<Shared>> for Member {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let auth = Auth::from_request_parts(parts, shared).await?;
+        if auth.user.role == crate::store::Role::Guest {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "guests may only call the support line",
+            ));
+        }
+        Ok(Self(auth))
+    }
+}
+
 /// The client's IP: the first `X-Forwarded-For` entry when
 /// [`Config::trust_forwarded_for`] is set and it parses, else the peer.
 pub(crate) fn client_ip(config: &Config, headers: &HeaderMap, addr: SocketAddr) -> IpAddr {
@@ -361,7 +402,7 @@ async fn logout(State(s): State<Arc<Shared>>, auth: Auth) -> Result<StatusCode, 
 
 async fn refresh(
     State(s): State<Arc<Shared>>,
-    auth: Auth,
+    Member(auth): Member,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let (token, expires_at_ms) = s
         .store
@@ -400,7 +441,7 @@ struct DirectoryQuery {
 
 async fn directory(
     State(s): State<Arc<Shared>>,
-    auth: Auth,
+    Member(auth): Member,
     Query(q): Query<DirectoryQuery>,
 ) -> Result<Json<DirectoryResponse>, ApiError> {
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
@@ -428,7 +469,7 @@ struct CallsQuery {
 
 async fn calls(
     State(s): State<Arc<Shared>>,
-    auth: Auth,
+    Member(auth): Member,
     Query(q): Query<CallsQuery>,
 ) -> Result<Json<CallsResponse>, ApiError> {
     let (calls, next_before) = s
@@ -444,7 +485,7 @@ async fn calls(
 
 async fn call(
     State(s): State<Arc<Shared>>,
-    auth: Auth,
+    Member(auth): Member,
     Path(call_id): Path<String>,
 ) -> Result<Json<CallRecord>, ApiError> {
     s.store

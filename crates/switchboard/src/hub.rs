@@ -45,7 +45,7 @@ use crate::store::{AuthedUser, Callee, CdrWrite, TenantId, UserId};
 
 mod queues;
 use queues::{LiveQueue, QueueLeg};
-pub use queues::{QueueDef, QueueKey};
+pub use queues::{QueueDef, QueueKey, WebCaller};
 
 /// Identifies one authenticated socket.
 pub type ConnId = u64;
@@ -159,6 +159,8 @@ struct OnlineUser {
     /// When `presence` last became `available` (or the user came online),
     /// ms since the epoch: how long a queue agent has been free.
     available_since: u64,
+    /// A web caller: hears no presence, and nobody hears theirs.
+    guest: bool,
     endpoints: HashMap<String, Endpoint>,
 }
 
@@ -299,6 +301,7 @@ impl Hub {
             user: who.user.clone(),
             presence: Presence::Available,
             available_since: now_ms,
+            guest: who.role == crate::store::Role::Guest,
             endpoints: HashMap::new(),
         });
         let presence = user.presence;
@@ -1289,6 +1292,9 @@ impl Hub {
                 self.tenants.remove(&u.tenant);
             }
         }
+        if u.guest {
+            return;
+        }
         let msg = ServerMessage::Presence {
             user: u.user,
             status: Presence::Offline,
@@ -1297,7 +1303,7 @@ impl Hub {
     }
 
     fn broadcast_presence(&self, fx: &mut Effects, user: UserId) {
-        let Some(u) = self.users.get(&user) else {
+        let Some(u) = self.users.get(&user).filter(|u| !u.guest) else {
             return;
         };
         let msg = ServerMessage::Presence {
@@ -1317,6 +1323,7 @@ impl Hub {
         let mut conns: Vec<ConnId> = members
             .iter()
             .filter_map(|uid| self.users.get(uid))
+            .filter(|u| !u.guest)
             .flat_map(|u| u.endpoints.values())
             .filter_map(|d| d.conn)
             .collect();

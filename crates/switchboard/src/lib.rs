@@ -42,6 +42,7 @@ mod ice;
 mod metrics;
 pub mod store;
 mod webhooks;
+mod widget;
 mod ws;
 
 pub use config::{Config, LogFormat};
@@ -104,6 +105,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<metrics::Metrics>,
     pub committed: tokio::sync::watch::Receiver<u64>,
     pub limits: http::LoginLimits,
+    /// Guest token limits, per tenant and per IP.
+    pub guest_limits: http::LoginLimits,
     /// Admission of new WebSockets ([`Config::ws_admissions_per_sec`]).
     pub admissions: governor::DefaultDirectRateLimiter,
     /// Admission of new WebSockets per client IP
@@ -161,6 +164,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         routing: Mutex::new(ws::Routing::new(cdr, metrics.clone())),
         limits: http::LoginLimits::new(&config),
+        guest_limits: http::LoginLimits::guests(&config),
         admissions: ws::admission_limiter(&config),
         ip_admissions: ws::ip_admission_limiter(&config),
         config,
@@ -277,6 +281,7 @@ async fn background_tasks(shared: Arc<Shared>, node: store::NodeRun) {
         }
         shared.routing().hub.prune_ended(now_ms());
         shared.limits.prune();
+        shared.guest_limits.prune();
         shared.ip_admissions.retain_recent();
         shared.ip_admissions.shrink_to_fit();
     }

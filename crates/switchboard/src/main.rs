@@ -303,6 +303,9 @@ enum QueueCmd {
         /// Told to callers outside the business hours.
         #[arg(long)]
         closed_message: Option<String>,
+        /// Customers may call it from the tenant's web widget.
+        #[arg(long)]
+        published: bool,
     },
     /// List the queues of a tenant with their members.
     List {
@@ -514,6 +517,7 @@ async fn queue_cmd(config: Config, cmd: QueueCmd) -> anyhow::Result<()> {
             hours,
             timezone,
             closed_message,
+            published,
         } => {
             let spec = QueueSpec {
                 name: name.clone(),
@@ -528,6 +532,7 @@ async fn queue_cmd(config: Config, cmd: QueueCmd) -> anyhow::Result<()> {
                 hours,
                 timezone,
                 closed_message,
+                published,
             };
             let t = store.tenant_id(&tenant).await?;
             store.add_queue(t, &spec).await?;

@@ -580,7 +580,7 @@ impl Store {
         // PostgreSQL's does not.
         let rows: Vec<NamesRow> = on_pool!(&self.pool, p => sqlx::query_as(
             "SELECT id, username, display_name FROM users
-             WHERE tenant_id = $1 AND NOT disabled
+             WHERE tenant_id = $1 AND NOT disabled AND role <> 'guest'
                AND (lower(username) LIKE lower($2) OR lower(display_name) LIKE lower($2))
              ORDER BY username LIMIT $3",
         )
@@ -1682,3 +1682,5 @@ mod queues;
 pub use queues::{QueueDay, QueueRow, QueueSpec, Role};
 mod webhooks;
 pub use webhooks::{Delivery, Webhook, WebhookInfo};
+mod guests;
+pub use guests::GuestInfo;

@@ -32,10 +32,10 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::hub::{
-    ConnCmd, ConnId, Effects, Hub, HubError, HubResult, Outbound, Timer, WelcomeParts,
+    ConnCmd, ConnId, Effects, Hub, HubError, HubResult, Outbound, Timer, WebCaller, WelcomeParts,
 };
 use crate::metrics::Metrics;
-use crate::store::{AuthedUser, CdrQueue, CdrWrite, TenantId, TokenRefusal};
+use crate::store::{AuthedUser, CdrQueue, CdrWrite, Role, TenantId, TokenRefusal};
 use crate::{Shared, ice, now_ms};
 
 /// Messages above this are not even read: the socket closes with 1009.
@@ -606,8 +606,33 @@ async fn dispatch(
             message: "this socket is already authenticated".into(),
             call_id: None,
         }),
+        ClientMessage::PresenceSet { .. } if who.role == Role::Guest => Err(forbidden()),
         ClientMessage::PresenceSet { status } => {
             route(shared, |h, now| h.set_presence(conn, status, now))
+        }
+        ClientMessage::Invite { call_id, to, sdp } if who.role == Role::Guest => {
+            // A guest calls the tenant's published queues, nothing else.
+            refresh_queues(shared, who.tenant_id).await?;
+            let queue = {
+                let r = shared.routing();
+                r.hub
+                    .find_queue(who.tenant_id, &to)
+                    .filter(|q| r.hub.queue_published(who.tenant_id, q))
+            };
+            let Some(q) = queue else {
+                return Err(forbidden());
+            };
+            if shared.store.call_exists(&call_id).await.map_err(internal)? {
+                return Err(HubError {
+                    code: ErrorCode::CallExists,
+                    message: "call_id already used".into(),
+                    call_id: None,
+                });
+            }
+            let web = web_caller(shared, who).await?;
+            route(shared, |h, now| {
+                h.invite_queue(conn, &call_id, &q, Some(web), sdp, now)
+            })
         }
         ClientMessage::Invite { call_id, to, sdp } => {
             let online = shared.routing().hub.find_online(who.tenant_id, &to);
@@ -633,7 +658,7 @@ async fn dispatch(
                 let queue = shared.routing().hub.find_queue(who.tenant_id, &to);
                 if let Some(q) = queue {
                     return route(shared, |h, now| {
-                        h.invite_queue(conn, &call_id, &q, sdp, now)
+                        h.invite_queue(conn, &call_id, &q, None, sdp, now)
                     });
                 }
             }
@@ -669,6 +694,38 @@ async fn dispatch(
             call_id: None,
         }),
     }
+}
+
+fn forbidden() -> HubError {
+    HubError {
+        code: ErrorCode::Forbidden,
+        message: "guests may only call the support line".into(),
+        call_id: None,
+    }
+}
+
+/// What a guest typed in the widget, and their earlier calls by email.
+async fn web_caller(shared: &Arc<Shared>, who: &AuthedUser) -> Result<WebCaller, HubError> {
+    let info = shared
+        .store
+        .guest_info(who.user_id)
+        .await
+        .map_err(internal)?
+        .unwrap_or_default();
+    let earlier_calls = match &info.email {
+        Some(e) => shared
+            .store
+            .earlier_calls_by_email(who.tenant_id, e, who.user_id)
+            .await
+            .map_err(internal)?,
+        None => 0,
+    };
+    Ok(WebCaller {
+        email: info.email,
+        topic: info.topic,
+        page: info.page,
+        earlier_calls,
+    })
 }
 
 /// Loads a tenant's queues from the store into the hub

@@ -670,7 +670,7 @@ async fn admins_manage_the_queues_of_their_tenant_and_agents_may_not() {
         json!({"name": "support", "number": "2001", "strategy": "ring_all", "ring_secs": 20,
                "max_wait_secs": 300, "overflow_queue": null, "max_wait_message": null,
                "wrap_up_secs": 30, "lapse_limit": 3, "hours": null, "timezone": null,
-               "closed_message": null, "members": []})
+               "closed_message": null, "published": false, "members": []})
     );
     // Taken names, bad values, unknown keys.
     for (body, status, code) in [

@@ -271,3 +271,179 @@ async fn webhooks_get_every_event_of_a_queue_call_signed_and_retried() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A guest token for the web widget's caller `name` of acme's `queue`.
+async fn guest(srv: &TestServer, queue: &str, name: &str) -> (u16, Value) {
+    srv.post(
+        "/v1/guest/acme/token",
+        None,
+        json!({"queue": queue, "name": name, "email": "zoe@example.org",
+               "topic": "My order 1042", "page": "https://shop.example/cart"}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_guest_calls_only_published_queues_and_the_agent_sees_who_calls() {
+    let srv = TestServer::start().await;
+    support(&srv, &["bob"], |s| s.published = true).await;
+    let acme = srv.store.tenant_id("acme").await.unwrap();
+    let mut sales = QueueSpec::named("sales");
+    sales.ring_secs = 5;
+    srv.store.add_queue(acme, &sales).await.unwrap();
+
+    // Tokens only for published queues; an unknown tenant looks the same.
+    assert_eq!(guest(&srv, "sales", "Zoe").await.0, 404);
+    let (status, _) = srv
+        .post(
+            "/v1/guest/nope/token",
+            None,
+            json!({"queue": "support", "name": "Zoe"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = srv
+        .post(
+            "/v1/guest/acme/token",
+            None,
+            json!({"queue": "support", "name": ""}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, tok) = guest(&srv, "support", "Zoe Quinn").await;
+    assert_eq!(status, 200, "{tok}");
+    assert_eq!(tok["open"], true);
+    let token = tok["token"].as_str().unwrap().to_string();
+    let guest_user = tok["user"]["user"].as_str().unwrap().to_string();
+    assert!(guest_user.starts_with("guest-"), "{tok}");
+
+    // Nothing of the tenant is visible to the guest.
+    for path in ["/v1/directory", "/v1/calls", "/v1/queues/support/stats"] {
+        let (status, body) = srv.get(path, Some(&token)).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["code"], "forbidden");
+    }
+    let mut bob = srv.client("bob", "b1").await;
+    let mut web = srv.connect(&token, &guest_user, "web").await;
+    let (_, me) = srv.get("/v1/me", Some(&token)).await;
+    assert_eq!(me["user"]["display_name"], "Zoe Quinn");
+    // No calling agents directly, no other queue, no presence.
+    web.invite("g-1", "bob").await;
+    web.expect_error("forbidden", Some("inv-g-1")).await;
+    web.invite("g-2", "sales").await;
+    web.expect_error("forbidden", Some("inv-g-2")).await;
+    web.send(json!({"type": "presence.set", "id": "p", "status": "away"}))
+        .await;
+    web.expect_error("forbidden", Some("p")).await;
+    // The agents' directory does not list guests.
+    let bob_token = srv.login("acme", "bob").await;
+    let (_, dir) = srv.get("/v1/directory?q=zoe", Some(&bob_token)).await;
+    assert_eq!(dir["users"].as_array().map(Vec::len), Some(0), "{dir}");
+
+    // The support line: bob sees who calls before answering.
+    web.invite("g-3", "support").await;
+    web.expect("call.queued").await;
+    let offer = bob.expect("call.incoming").await;
+    assert_eq!(offer["from"]["display_name"], "Zoe Quinn");
+    assert_eq!(offer["queue"]["email"], "zoe@example.org");
+    assert_eq!(offer["queue"]["topic"], "My order 1042");
+    assert_eq!(offer["queue"]["page"], "https://shop.example/cart");
+    assert_eq!(offer["queue"]["earlier_calls"], 0);
+    bob.accept("g-3").await;
+    bob.expect("call.accepted").await;
+    assert_eq!(next(&mut web).await["type"], "call.accepted");
+    bob.hangup("g-3").await;
+    assert_eq!(web.expect("call.ended").await["reason"], "completed");
+
+    // Bob calls the guest back while their page is open.
+    bob.expect("call.ended").await;
+    bob.invite("back-1", &guest_user).await;
+    let inc = web.expect("call.incoming").await;
+    assert_eq!(inc["from"]["user"], "bob");
+    web.send(json!({"type": "call.reject", "call_id": "back-1"}))
+        .await;
+    assert_eq!(bob.expect("call.rejected").await["reason"], "rejected");
+
+    // A later guest with the same email: the agent sees the earlier call.
+    let (_, tok2) = guest(&srv, "support", "Zoe Q.").await;
+    let mut web2 = srv
+        .connect(
+            tok2["token"].as_str().unwrap(),
+            tok2["user"]["user"].as_str().unwrap(),
+            "web2",
+        )
+        .await;
+    web2.invite("g-4", "support").await;
+    let offer = bob.expect("call.incoming").await;
+    assert_eq!(offer["queue"]["earlier_calls"], 2, "{offer}");
+    // Guests cannot log in with a password.
+    let (status, _) = srv
+        .post(
+            "/v1/login",
+            None,
+            json!({"tenant": "acme", "user": guest_user, "password": "!guest"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn guest_tokens_are_rate_limited_and_the_widget_is_framed_only_by_allowed_origins() {
+    let srv = TestServer::start_with(|c| c.guest_tokens_per_ip_per_min = 2).await;
+    support(&srv, &["bob"], |s| s.published = true).await;
+    assert_eq!(guest(&srv, "support", "A").await.0, 200);
+    assert_eq!(guest(&srv, "support", "B").await.0, 200);
+    let (status, body) = guest(&srv, "support", "C").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "rate_limited");
+
+    srv.store
+        .set_role("acme", "alice", switchboard::store::Role::Admin)
+        .await
+        .unwrap();
+    let admin = srv.login("acme", "alice").await;
+    let (status, _) = srv
+        .request(
+            reqwest::Method::PUT,
+            "/v1/admin/widget",
+            Some(&admin),
+            Some(json!({"origins": ["https://shop.example", "not an origin"]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = srv
+        .request(
+            reqwest::Method::PUT,
+            "/v1/admin/widget",
+            Some(&admin),
+            Some(json!({"origins": ["https://shop.example"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let resp = reqwest::get(format!("{}/v1/widget/acme/support", srv.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("frame-ancestors 'self' https://shop.example"),
+        "{csp}"
+    );
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains(r#"const CONFIG = {"queue":"support","tenant":"acme"};"#),
+        "config not in the page"
+    );
+    let js = reqwest::get(format!("{}/v1/widget.js", srv.base))
+        .await
+        .unwrap();
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+}

@@ -59,6 +59,8 @@ pub struct QueueDef {
     pub max_wait_message: Option<String>,
     /// Member agents.
     pub members: Vec<UserId>,
+    /// Whether guests (the web widget's callers) may call it.
+    pub published: bool,
 }
 
 /// A queue the hub routes: its definition and routing core.
@@ -81,6 +83,21 @@ pub(super) struct QueueLeg {
     pub candidates: Vec<Option<IceCandidate>>,
     /// The CDR write that created the call: `call.queued` frames wait for it.
     pub created_seq: u64,
+    /// What a web caller typed, for the agents' screen-pop.
+    pub caller: Option<WebCaller>,
+}
+
+/// A web caller (guest) as agents see them before answering.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebCaller {
+    /// Their email.
+    pub email: Option<String>,
+    /// Their topic.
+    pub topic: Option<String>,
+    /// The page they called from.
+    pub page: Option<String>,
+    /// Earlier calls of the tenant from the same email.
+    pub earlier_calls: u32,
 }
 
 impl QueueLeg {
@@ -93,9 +110,14 @@ impl QueueLeg {
 
     /// The screen-pop part of `call.incoming`.
     pub fn offer_info(&self, now_ms: u64) -> QueueOffer {
+        let c = self.caller.clone().unwrap_or_default();
         QueueOffer {
             name: self.name.clone(),
             waited_ms: now_ms.saturating_sub(self.entered_ms),
+            earlier_calls: self.caller.as_ref().map(|_| c.earlier_calls),
+            email: c.email,
+            topic: c.topic,
+            page: c.page,
         }
     }
 }
@@ -195,6 +217,13 @@ impl Hub {
             .map(|((_, n), _)| n.clone())
     }
 
+    /// Whether the tenant's queue `name` takes calls from guests.
+    pub fn queue_published(&self, tenant: TenantId, name: &str) -> bool {
+        self.queues
+            .get(&(tenant, name.to_string()))
+            .is_some_and(|q| q.def.published)
+    }
+
     /// A queue's figures now; `None` for a queue the hub does not know.
     pub fn queue_stats(
         &self,
@@ -208,7 +237,8 @@ impl Hub {
     }
 
     /// `call.invite` from `conn` to the caller's tenant's queue `queue`
-    /// (a name [`Self::find_queue`] returned). The call gets a CDR row with
+    /// (a name [`Self::find_queue`] returned), with what a web caller
+    /// typed for the agents' screen-pop. The call gets a CDR row with
     /// no callee and waits in the queue (`call.queued` to the caller), or
     /// ends at once as `unavailable` with the closed message outside
     /// business hours.
@@ -221,6 +251,7 @@ impl Hub {
         conn: super::ConnId,
         call_id: &str,
         queue: &str,
+        web: Option<WebCaller>,
         sdp: String,
         now_ms: u64,
     ) -> HubResult {
@@ -281,6 +312,7 @@ impl Hub {
                     offers: BTreeMap::new(),
                     candidates: Vec::new(),
                     created_seq,
+                    caller: web,
                 }),
             },
         );

@@ -20,6 +20,9 @@ pub enum Role {
     Agent,
     /// An agent who also manages the tenant's queues.
     Admin,
+    /// A customer calling from the web widget: may only call the tenant's
+    /// published queues (and take a call back), nothing else.
+    Guest,
 }
 
 impl Role {
@@ -28,16 +31,17 @@ impl Role {
         match self {
             Self::Agent => "agent",
             Self::Admin => "admin",
+            Self::Guest => "guest",
         }
     }
 
     /// The role of a store or wire name; anything unknown is an agent (the
     /// least privilege).
     pub fn parse(s: &str) -> Self {
-        if s == "admin" {
-            Self::Admin
-        } else {
-            Self::Agent
+        match s {
+            "admin" => Self::Admin,
+            "guest" => Self::Guest,
+            _ => Self::Agent,
         }
     }
 }
@@ -89,6 +93,10 @@ pub struct QueueSpec {
     /// Told to a caller outside the business hours (≤ 500 bytes).
     #[serde(default)]
     pub closed_message: Option<String>,
+    /// Whether customers may call it from the tenant's web widget (guest
+    /// tokens are issued only for published queues). Default false.
+    #[serde(default)]
+    pub published: bool,
 }
 
 fn default_strategy() -> Strategy {
@@ -123,6 +131,7 @@ impl QueueSpec {
             hours: None,
             timezone: None,
             closed_message: None,
+            published: false,
         }
     }
 
@@ -256,6 +265,7 @@ struct SpecRow {
     hours: Option<String>,
     timezone: Option<String>,
     closed_message: Option<String>,
+    published: bool,
 }
 
 impl SpecRow {
@@ -274,12 +284,13 @@ impl SpecRow {
             hours: self.hours,
             timezone: self.timezone,
             closed_message: self.closed_message,
+            published: self.published,
         }
     }
 }
 
 const SPEC_COLUMNS: &str = "id, name, number, strategy, ring_secs, max_wait_secs, overflow_queue,
-     max_wait_message, wrap_up_secs, lapse_limit, hours, timezone, closed_message";
+     max_wait_message, wrap_up_secs, lapse_limit, hours, timezone, closed_message, published";
 
 impl Store {
     /// Sets a user's role.
@@ -373,6 +384,7 @@ impl Store {
             .await?);
             let spec = r.spec();
             out.push(QueueDef {
+                published: spec.published,
                 config: spec.routing(),
                 hours: spec.business_hours()?,
                 name: spec.name,
@@ -516,8 +528,8 @@ impl Store {
         let r = on_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO queues (tenant_id, name, number, strategy, ring_secs, max_wait_secs,
                  overflow_queue, max_wait_message, wrap_up_secs, lapse_limit,
-                 created_at_ms, updated_at_ms, hours, timezone, closed_message)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
+                 created_at_ms, updated_at_ms, hours, timezone, closed_message, published)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15)",
         )
         .bind(tenant_id)
         .bind(&spec.name)
@@ -533,6 +545,7 @@ impl Store {
         .bind(&spec.hours)
         .bind(&spec.timezone)
         .bind(&spec.closed_message)
+        .bind(spec.published)
         .execute(p)
         .await
         .map(|_| ()));
@@ -564,7 +577,7 @@ impl Store {
             "UPDATE queues SET name = $2, number = $3, strategy = $4, ring_secs = $5,
                  max_wait_secs = $6, overflow_queue = $7, max_wait_message = $8,
                  wrap_up_secs = $9, lapse_limit = $10, updated_at_ms = $11,
-                 hours = $12, timezone = $13, closed_message = $14
+                 hours = $12, timezone = $13, closed_message = $14, published = $15
              WHERE id = $1",
         )
         .bind(old.id)
@@ -581,6 +594,7 @@ impl Store {
         .bind(&spec.hours)
         .bind(&spec.timezone)
         .bind(&spec.closed_message)
+        .bind(spec.published)
         .execute(p)
         .await
         .map(|_| ()));

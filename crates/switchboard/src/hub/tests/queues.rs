@@ -26,6 +26,7 @@ fn def(name: &str, strategy: Strategy, members: &[&AuthedUser]) -> QueueDef {
         closed_message: None,
         max_wait_message: None,
         members: members.iter().map(|m| m.user_id).collect(),
+        published: false,
     }
 }
 
@@ -35,7 +36,7 @@ impl World {
     }
 
     fn call_queue(&mut self, from: ConnId, call_id: &str, queue: &str) -> Effects {
-        self.op(|h, now| h.invite_queue(from, call_id, queue, OFFER.into(), now))
+        self.op(|h, now| h.invite_queue(from, call_id, queue, None, OFFER.into(), now))
             .unwrap_or_else(|e| panic!("queue invite {call_id} refused: {e:?}"))
     }
 
@@ -74,6 +75,10 @@ fn offer(call_id: &str, from: &AuthedUser, queue: &str, waited_ms: u64) -> Serve
         queue: Some(QueueOffer {
             name: queue.into(),
             waited_ms,
+            email: None,
+            topic: None,
+            page: None,
+            earlier_calls: None,
         }),
     }
 }
