@@ -21,23 +21,37 @@ struct Driver(Session);
 
 impl Driver {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Driver::start`] with more Chromium switches.
+    async fn start_with(extra: &[String]) -> Self {
         let port = webdriver::free_port();
         let profile = tempfile::tempdir().expect("tmp");
         // Chromium's own temporary files (its singleton socket) go here too.
         let tmp = tempfile::tempdir().expect("tmp");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().cloned());
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                    "--autoplay-policy=no-user-gesture-required",
-                    "--disable-features=WebRtcHideLocalIpsWithMdns",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
         });
         let mut chromedriver = Command::new("chromedriver");
         chromedriver
@@ -66,14 +80,20 @@ impl Driver {
 
     /// Polls `window.peer` until `pick` accepts it (15 s at most).
     async fn wait(&self, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for("window.peer", what, pick).await
+    }
+
+    /// Polls the page's value `expr` until `pick` accepts it (15 s at most).
+    async fn wait_for(&self, expr: &str, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+        let script = format!("return {expr};");
         for _ in 0..150 {
-            let p = self.eval("return window.peer;").await;
+            let p = self.eval(&script).await;
             if pick(&p) {
                 return p;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let p = self.eval("return window.peer;").await;
+        let p = self.eval(&script).await;
         panic!("browser: no {what} within 15 s: {p}");
     }
 
@@ -218,5 +238,223 @@ async fn a_browser_written_from_the_protocol_document_calls_and_is_called() {
     driver
         .wait("call end", |p| p["callState"] == "ended:completed")
         .await;
+    driver.close().await;
+}
+
+/// A tiny webhook receiver: every POSTed event's JSON body, in order.
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let keep = keep.clone();
+            async move {
+                if let Ok(v) = serde_json::from_str(&body) {
+                    keep.lock().expect("hook log").push(v);
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
+}
+
+/// A customer calls the support line from the widget page in headless
+/// Chromium (its microphone a 660 Hz tone file): the longest-idle agent
+/// declines, the other answers and sees who calls, audio flows both ways,
+/// the customer hangs up, and the CDR, the queue's figures and the webhook
+/// events agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_calls_the_support_line_from_the_web_widget() {
+    let _serial = softphone_e2e::ONE_CALL_AT_A_TIME.lock().await;
+    let srv = Server::start().await;
+    let acme = srv.store.tenant_id("acme").await.expect("tenant");
+    let mut spec = switchboard::store::QueueSpec::named("support");
+    spec.published = true;
+    spec.ring_secs = 5;
+    spec.wrap_up_secs = 0;
+    srv.store.add_queue(acme, &spec).await.expect("queue");
+    for agent in ["bob", "carol"] {
+        srv.store
+            .set_queue_member(acme, "support", agent, true)
+            .await
+            .expect("member");
+    }
+    let (hook_url, hooks) = webhook_receiver().await;
+    srv.store
+        .add_webhook(acme, &hook_url)
+        .await
+        .expect("webhook");
+
+    // The customer's microphone: a 660 Hz tone, 10 s, looped by Chromium.
+    let dir = tempfile::tempdir().expect("tmp");
+    let wav = dir.path().join("tone.wav");
+    let mut w = hound::WavWriter::create(
+        &wav,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    )
+    .expect("wav");
+    for i in 0..480_000 {
+        let t = i as f64 / 48_000.0;
+        let v = (t * 660.0 * std::f64::consts::TAU).sin() * 0.25;
+        w.write_sample((v * f64::from(i16::MAX)) as i16)
+            .expect("sample");
+    }
+    w.finalize().expect("wav");
+
+    let media = softphone_engine::media::MediaOptions {
+        loopback_only: false,
+        relay_only: false,
+    };
+    // Bob is available first: the longest idle, he is offered first.
+    let (bob, mut b_ev, _) = srv.engine_with(media, "bob", "bob-engine").await;
+    let (carol, mut c_ev, carol_token) = srv.engine_with(media, "carol", "carol-engine").await;
+
+    let driver = Driver::start_with(&[format!(
+        "--use-file-for-fake-audio-capture={}",
+        wav.display()
+    )])
+    .await;
+    driver
+        .goto(&format!(
+            "{}/v1/widget/acme/support?page=https%3A%2F%2Fshop.example%2Fhelp",
+            srv.base
+        ))
+        .await;
+    driver
+        .eval(
+            "document.getElementById('name').value = 'Zoe Quinn';
+             document.getElementById('topic').value = 'Broken headset';
+             document.getElementById('call').click(); return true;",
+        )
+        .await;
+    let w = driver
+        .wait_for("window.widget", "in the queue", |w| {
+            w["state"] == "queued" || !w["error"].is_null()
+        })
+        .await;
+    assert!(w["error"].is_null(), "{w}");
+    assert_eq!(w["position"], 1);
+
+    let offer = |ev: &EngineEvent| match ev {
+        EngineEvent::Incoming {
+            call_id,
+            from,
+            queue: Some(q),
+        } => Some((call_id.clone(), from.display_name.clone(), q.clone())),
+        _ => None,
+    };
+    let (call, _, _) = b_ev.wait("bob offered", offer).await;
+    bob.reject(&call);
+    let (id, name, q) = c_ev.wait("carol offered", offer).await;
+    assert_eq!(id, call);
+    // The screen-pop: who, about what, from where.
+    assert_eq!(name, "Zoe Quinn");
+    assert_eq!(q.name, "support");
+    assert_eq!(q.topic.as_deref(), Some("Broken headset"));
+    assert_eq!(q.page.as_deref(), Some("https://shop.example/help"));
+    let heard = Capture::default();
+    carol
+        .answer(
+            &call,
+            CallAudio {
+                source: Box::new(Tone::new(440.0, -12.0)),
+                sink: Box::new(heard.clone()),
+            },
+        )
+        .await
+        .expect("answer the web caller");
+    let w = driver
+        .wait_for("window.widget", "audio from the agent", |w| {
+            w["state"] == "active"
+                && w["packetsReceived"].as_u64().unwrap_or(0) > 50
+                && w["audioEnergy"].as_f64().unwrap_or(0.0) > 0.0
+        })
+        .await;
+    assert!(w["error"].is_null(), "{w}");
+    let got = heard.listen(1000).await;
+    let f = softphone_e2e::dominant(&got);
+    assert!(
+        (f - 660.0).abs() < 10.0,
+        "carol heard {f} Hz from the browser"
+    );
+
+    // The customer hangs up.
+    driver
+        .eval("document.getElementById('hangup').click(); return true;")
+        .await;
+    c_ev.wait("ended", |ev| match ev {
+        EngineEvent::CallState {
+            call_id,
+            state: CallState::Ended { reason },
+        } if *call_id == call => Some(*reason),
+        _ => None,
+    })
+    .await;
+    driver
+        .wait_for("window.widget", "the end", |w| {
+            w["state"] == "ended:completed"
+        })
+        .await;
+
+    // The CDR, the figures and the webhook events agree.
+    let rec = srv.get(&format!("/v1/calls/{call}"), &carol_token).await;
+    assert_eq!(rec["queue"], "support");
+    assert_eq!(rec["caller"]["display_name"], "Zoe Quinn");
+    assert_eq!(rec["callee"]["user"], "carol");
+    assert_eq!(rec["end_reason"], "completed");
+    assert_eq!(rec["ended_by"], rec["caller"]["user"]);
+    let stats = srv.get("/v1/queues/support/stats", &carol_token).await;
+    assert_eq!(stats["today"]["entered"], 1, "{stats}");
+    assert_eq!(stats["today"]["answered"], 1, "{stats}");
+    assert_eq!(stats["waiting"], 0, "{stats}");
+    let want = [
+        "call.initiated",
+        "call.queued",
+        "call.offered",
+        "call.answered",
+        "call.ended",
+    ];
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = hooks.lock().expect("hook log").clone();
+        if want.iter().all(|t| events.iter().any(|e| e["type"] == *t)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in want {
+        assert!(
+            events.iter().any(|e| e["type"] == t),
+            "no {t} in {events:?}"
+        );
+    }
+    let offered: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "call.offered")
+        .collect();
+    assert_eq!(offered.len(), 2, "{events:?}");
+    assert_eq!(offered[0]["agent"], "bob");
+    assert_eq!(offered[1]["agent"], "carol");
+    assert!(events.iter().all(|e| e["call"]["call_id"] == call.as_str()));
+    let ended = events
+        .iter()
+        .find(|e| e["type"] == "call.ended")
+        .expect("ended");
+    assert_eq!(ended["call"]["end_reason"], "completed");
+    assert_eq!(ended["call"]["callee"]["user"], "carol");
     driver.close().await;
 }
