@@ -102,6 +102,7 @@ pub fn run(headless: bool) -> Result<bool> {
         ("alice", "Alice (agent)"),
         ("bob", "Bob (agent)"),
         ("echo", "Echo test"),
+        ("customer", "Zoe (customer)"),
     ] {
         admin(
             &data,
@@ -117,6 +118,51 @@ pub fn run(headless: bool) -> Result<bool> {
                 "--password-stdin",
             ],
             Some(PASSWORD),
+        )?;
+    }
+    // The support line: alice and bob answer it (bob is a bot that greets
+    // and echoes); customers call it from the web widget. Alice administers
+    // the tenant (webhooks).
+    admin(
+        &data,
+        &[
+            "user", "role", "--tenant", "demo", "--user", "alice", "--role", "admin",
+        ],
+        None,
+    )?;
+    admin(
+        &data,
+        &[
+            "queue",
+            "add",
+            "--tenant",
+            "demo",
+            "--name",
+            "support",
+            "--number",
+            "2001",
+            "--published",
+            "--ring-secs",
+            "10",
+            "--wrap-up-secs",
+            "5",
+        ],
+        None,
+    )?;
+    for agent in ["alice", "bob"] {
+        admin(
+            &data,
+            &[
+                "queue",
+                "member-add",
+                "--tenant",
+                "demo",
+                "--queue",
+                "support",
+                "--user",
+                agent,
+            ],
+            None,
         )?;
     }
     let mut server = Command::new(bin("switchboard"))
@@ -150,6 +196,25 @@ pub fn run(headless: bool) -> Result<bool> {
     }
     std::thread::spawn(move || for _ in bot_out.lines() {});
     let _bot = Proc(bot);
+    // Bob, the support line's bot: answers, greets with a beep, echoes.
+    let mut bob = phonectl(&url, "bob")
+        .args(loopback)
+        .args(["answer", "--auto", "--echo"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting bob's bot")?;
+    let mut bob_out = BufReader::new(bob.stdout.take().context("stdout")?);
+    line.clear();
+    while bob_out.read_line(&mut line)? > 0 && !line.starts_with("registered") {
+        line.clear();
+    }
+    std::thread::spawn(move || for _ in bob_out.lines() {});
+    let _bob = Proc(bob);
+    // A webhook receiver: the events of the tenant's calls, as a CRM would
+    // get them.
+    let hooks = webhook_receiver()?;
+    add_webhook(&url, &hooks.url)?;
+    let widget = format!("{url}/v1/widget-demo/demo/support");
 
     if !headless {
         let app = open_app(&url, &dir)?;
@@ -159,6 +224,14 @@ pub fn run(headless: bool) -> Result<bool> {
         println!("  accounts      tenant demo: alice, bob, echo — password {PASSWORD}");
         println!("  echo test     answers every call, beeps, then plays you back one second later");
         println!("  desktop app   signed in as alice{}", app.note);
+        println!();
+        println!(
+            "  support line  queue `support` (2001): alice and bob (a bot that greets and echoes)"
+        );
+        println!("  web widget    {widget}");
+        println!(
+            "                (an example shop page; press Call us to call the support line as a customer)"
+        );
         println!();
         println!("In the app, type `echo` (or pick Echo test in the directory) and press Call.");
         println!("Sign in as bob elsewhere with:");
@@ -253,7 +326,139 @@ pub fn run(headless: bool) -> Result<bool> {
         }
     );
     println!("  recording                      {}", heard_path.display());
-    Ok(ok && echoed && end_reason.as_deref() == Some("completed"))
+
+    // The support line: the customer calls queue 2001; bob's bot answers.
+    let support = phonectl(&url, "customer")
+        .args(loopback)
+        .args(["--json", "call", "2001", "--tone", "440", "--duration", "4"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("calling the support line")?;
+    let out = support.wait_with_output()?;
+    let mut queued = None;
+    let mut support_end = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(ev) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match ev["event"].as_str() {
+            Some("queued") if queued.is_none() => {
+                queued = Some((ev["position"].as_u64(), ev["ewt_ms"].as_u64()));
+            }
+            Some("call_state") if ev["state"]["state"] == "ended" => {
+                support_end = ev["state"]["reason"].as_str().map(str::to_string);
+            }
+            _ => {}
+        }
+    }
+    let token = login(&url, "alice")?;
+    let stats: serde_json::Value = ureq::get(format!("{url}/v1/queues/support/stats"))
+        .header("authorization", &format!("Bearer {token}"))
+        .call()
+        .context("reading the queue's figures")?
+        .body_mut()
+        .read_json()
+        .context("reading the queue's figures")?;
+    // The last events are delivered within a second or two of the call.
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while Instant::now() < deadline && !hooks.types().iter().any(|t| t == "call.ended") {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let events = hooks.types();
+    println!();
+    println!("The customer called the support line (2001); bob's bot answered.");
+    println!(
+        "  in line                        {}",
+        queued.map_or("-".into(), |(p, e)| format!(
+            "position {}, about {} s",
+            p.unwrap_or(0),
+            e.unwrap_or(0).div_ceil(1000)
+        ))
+    );
+    println!(
+        "  ended                          {}",
+        support_end.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  queue today                    {} entered, {} answered, {} abandoned, service level {}",
+        stats["today"]["entered"],
+        stats["today"]["answered"],
+        stats["today"]["abandoned"],
+        stats["today"]["service_level_pct"]
+            .as_f64()
+            .map_or("-".into(), |v| format!("{v:.0} %"))
+    );
+    println!("  webhook events                 {}", events.join(", "));
+    println!(
+        "  web widget                     {widget} (open it in a browser while the demo runs)"
+    );
+    let support_ok =
+        support_end.as_deref() == Some("completed") && events.iter().any(|t| t == "call.answered");
+    Ok(ok && echoed && end_reason.as_deref() == Some("completed") && support_ok)
+}
+
+/// A webhook receiver on 127.0.0.1: keeps each event's `type`.
+struct Hooks {
+    url: String,
+    types: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Hooks {
+    fn types(&self) -> Vec<String> {
+        self.types.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+/// Starts a minimal HTTP/1.1 receiver of webhook POSTs (one request per
+/// connection, answered `200`).
+fn webhook_receiver() -> Result<Hooks> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let types = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = types.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(match conn.try_clone() {
+                Ok(c) => c,
+                Err(_) => continue,
+            });
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let l = line.trim_end().to_ascii_lowercase();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some(v) = l.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; length.min(1 << 20)];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                && let (Some(t), Ok(mut types)) = (v["type"].as_str(), keep.lock())
+            {
+                types.push(t.to_string());
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    Ok(Hooks { url, types })
+}
+
+/// Registers `receiver` as a webhook of tenant demo (as alice, an admin).
+fn add_webhook(url: &str, receiver: &str) -> Result<()> {
+    let token = login(url, "alice")?;
+    ureq::post(format!("{url}/v1/admin/webhooks"))
+        .header("authorization", &format!("Bearer {token}"))
+        .send_json(serde_json::json!({ "url": receiver }))
+        .context("adding the demo's webhook")?;
+    Ok(())
 }
 
 /// The running desktop app, and how it is shown.

@@ -1,6 +1,8 @@
 //! Delivery of the webhook outbox (docs/protocol.md §2.13): every node
 //! polls the outbox, leases the events due (so that two nodes rarely send
-//! the same one), POSTs each as signed JSON, and records the outcome.
+//! the same one), POSTs each as signed JSON (one receiver's events one
+//! after another, oldest first; receivers in parallel), and records the
+//! outcome.
 //! Failed deliveries are retried with exponential backoff (1 s, 2 s, 4 s…
 //! at most 10 min apart) for 24 h after the event, then given up.
 //! Delivery is at least once: a node that dies between the POST and the
@@ -75,7 +77,18 @@ async fn deliver_due(shared: &Arc<Shared>, http: &reqwest::Client) -> Result<(),
             mine.push(d);
         }
     }
-    let sends = mine.into_iter().map(|d| deliver(shared, http, d));
+    // One receiver's events go one after another, oldest first (so that a
+    // healthy receiver gets them in order); receivers are served at once.
+    let mut by_receiver: std::collections::BTreeMap<String, Vec<Delivery>> = Default::default();
+    for d in mine {
+        by_receiver.entry(d.url.clone()).or_default().push(d);
+    }
+    let sends = by_receiver.into_values().map(|ds| async move {
+        for d in ds {
+            deliver(shared, http, d).await?;
+        }
+        Ok::<(), Error>(())
+    });
     for r in futures_util::future::join_all(sends).await {
         r?;
     }

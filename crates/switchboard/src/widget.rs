@@ -15,6 +15,8 @@
 //! - `GET /v1/widget.js` is the embed script: `<script src=".../v1/widget.js"
 //!   data-tenant="acme" data-queue="support">` adds a call button that
 //!   opens the page in an iframe.
+//! - `GET /v1/widget-demo/{tenant}/{queue}` is an example customer site
+//!   with the button embedded (for demos and tests).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use crate::store::GuestInfo;
 
 const PAGE: &str = include_str!("widget/page.html");
 const SCRIPT: &str = include_str!("widget/widget.js");
+const DEMO: &str = include_str!("widget/demo.html");
 
 /// `POST /v1/guest/{tenant}/token` body.
 #[derive(Deserialize)]
@@ -68,6 +71,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/guest/{tenant}/token", post(guest_token))
         .route("/v1/widget.js", get(script))
         .route("/v1/widget/{tenant}/{queue}", get(page))
+        .route("/v1/widget-demo/{tenant}/{queue}", get(demo))
 }
 
 fn no_queue() -> ApiError {
@@ -173,4 +177,19 @@ async fn page(
         body,
     )
         .into_response())
+}
+
+/// Keeps a name for an HTML attribute: the characters tenant and queue
+/// names may have (`A–Z a–z 0–9 - _ . @`), nothing else.
+fn attr(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        .collect()
+}
+
+async fn demo(Path((tenant, queue)): Path<(String, String)>) -> Response {
+    let body = DEMO
+        .replace("__TENANT__", &attr(&tenant))
+        .replace("__QUEUE__", &attr(&queue));
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
