@@ -123,6 +123,36 @@ describe("incoming call", () => {
   });
 });
 
+describe("queue call", () => {
+  it("shows the screen-pop before answering and the line during the call", async () => {
+    h = await start(snapshot());
+    const queue = { name: "support", waited_ms: 48_000, email: "zoe@example.org", topic: "Broken headset",
+      page: "https://shop.example/help", earlier_calls: 2 };
+    const c = call({ peer: { user: "guest-0123456789abcdef", display_name: "Zoe Quinn" }, queue });
+    await h.app_event({ event: "calls", calls: ringing(c) });
+    expect(screen(h)).toBe("incoming");
+    expect(h.$("#incoming-name").textContent).toBe("Zoe Quinn");
+    expect(h.$("#incoming-number").textContent).toBe("");
+    expect(h.$("#screen-pop").hidden).toBe(false);
+    expect(h.$("#pop-queue").textContent).toBe("via support · waited 0:48");
+    expect(h.$("#pop-topic").textContent).toBe("Broken headset");
+    expect(h.$("#pop-email").textContent).toBe("zoe@example.org");
+    expect(h.$("#pop-page").textContent).toBe("from https://shop.example/help");
+    expect(h.$("#pop-earlier").textContent).toBe("2 earlier calls");
+    await h.app_event({ event: "calls", calls: current({ ...c, state: { state: "active" }, answered_at_ms: Date.now() }) });
+    expect(screen(h)).toBe("call");
+    expect(h.$("#call-queue").hidden).toBe(false);
+    expect(h.$("#call-queue").textContent).toBe("via support · Broken headset");
+  });
+
+  it("shows no screen-pop for a direct call", async () => {
+    h = await start(snapshot());
+    await h.app_event({ event: "calls", calls: ringing(call()) });
+    expect(h.$("#screen-pop").hidden).toBe(true);
+    expect(h.$("#incoming-number").textContent).toBe("bob");
+  });
+});
+
 describe("active call", () => {
   const stats = { rtt_ms: 12, jitter_ms: 3.5, loss_pct: 0.5, send_kbps: 33, recv_kbps: 32, packets_sent: 100, packets_received: 99, jitter_buffer_ms: 40, mos: 4.3, local_candidate: "relay" as const, remote_candidate: "host" as const };
 

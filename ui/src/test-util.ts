@@ -42,6 +42,7 @@ export function call(over: Partial<CallView> = {}): CallView {
     muted: false,
     answered_at_ms: null,
     stats: null,
+    queue: null,
     ...over,
   };
 }

@@ -7,7 +7,8 @@ use softphone_audio::ringtone::Ringtone;
 use softphone_engine::call::CallState;
 use softphone_engine::media::{CandidateKind, MediaStats};
 use softphone_protocol::{
-    CallDirection, CallQuality, CallRecord, DirectoryEntry, EndReason, ErrorCode, Presence, UserRef,
+    CallDirection, CallQuality, CallRecord, DirectoryEntry, EndReason, ErrorCode, Presence,
+    QueueOffer, UserRef,
 };
 use ts_rs::TS;
 
@@ -38,6 +39,7 @@ pub fn typescript() -> String {
         CallState::decl(&cfg),
         CandidateKind::decl(&cfg),
         MediaStats::decl(&cfg),
+        QueueOffer::decl(&cfg),
         SessionInfo::decl(&cfg),
         CallView::decl(&cfg),
         Calls::decl(&cfg),

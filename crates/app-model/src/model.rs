@@ -238,9 +238,14 @@ impl Model {
                     .push(new_call(call_id, to, CallDirection::Outgoing));
                 fx.push(self.calls_changed());
             }
-            EngineEvent::Incoming { call_id, from, .. } => {
-                self.calls
-                    .push(new_call(call_id, from, CallDirection::Incoming));
+            EngineEvent::Incoming {
+                call_id,
+                from,
+                queue,
+            } => {
+                let mut c = new_call(call_id, from, CallDirection::Incoming);
+                c.queue = queue.clone();
+                self.calls.push(c);
                 fx.push(Effect::Ring { from: from.clone() });
                 fx.push(self.calls_changed());
             }
@@ -439,5 +444,6 @@ fn new_call(call_id: &str, peer: &UserRef, direction: CallDirection) -> CallView
         muted: false,
         answered_at_ms: None,
         stats: None,
+        queue: None,
     }
 }

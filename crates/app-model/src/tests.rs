@@ -431,3 +431,33 @@ fn tel_links_and_typed_numbers() {
     assert_eq!(server_url(" http://sb:8080/ ").unwrap(), "http://sb:8080");
     assert!(server_url("sb:8080").is_err());
 }
+
+#[test]
+fn a_queue_offer_keeps_its_screen_pop_on_the_call_through_the_answer() {
+    let mut m = signed_in();
+    let offer = softphone_protocol::QueueOffer {
+        name: "support".into(),
+        waited_ms: 48_000,
+        email: Some("zoe@example.org".into()),
+        topic: Some("Broken headset".into()),
+        page: Some("https://shop.example/help".into()),
+        earlier_calls: Some(2),
+    };
+    let fx = m.apply(
+        &EngineEvent::Incoming {
+            call_id: "q1".into(),
+            from: bob(),
+            queue: Some(offer.clone()),
+        },
+        T0,
+    );
+    let calls = calls_event(&fx).expect("calls");
+    assert_eq!(calls.calls[0].queue.as_ref(), Some(&offer));
+    m.apply(&state("q1", CallState::Active), T0 + 2_000);
+    assert_eq!(m.current().and_then(|c| c.queue.as_ref()), Some(&offer));
+    // A direct call has none.
+    let fx = m.apply(&incoming("c2"), T0 + 3_000);
+    let calls = calls_event(&fx).expect("calls");
+    let direct = calls.calls.iter().find(|c| c.call_id == "c2").expect("c2");
+    assert_eq!(direct.queue, None);
+}

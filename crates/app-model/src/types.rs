@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use softphone_audio::ringtone::Ringtone;
 use softphone_engine::call::CallState;
 use softphone_engine::media::MediaStats;
-use softphone_protocol::{CallDirection, Presence, UserRef};
+use softphone_protocol::{CallDirection, Presence, QueueOffer, UserRef};
 use ts_rs::TS;
 
 use crate::error::UiError;
@@ -42,6 +42,9 @@ pub struct CallView {
     pub answered_at_ms: Option<u64>,
     /// Latest media statistics (every 2 s while up).
     pub stats: Option<MediaStats>,
+    /// For a call a queue offered us: the queue, the caller's wait and what
+    /// a web caller typed (the screen-pop); `null` for a direct call.
+    pub queue: Option<QueueOffer>,
 }
 
 /// The calls in progress, and which of them the screens and hotkeys are

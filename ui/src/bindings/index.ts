@@ -198,6 +198,32 @@ local_candidate: CandidateKind | null,
  */
 remote_candidate: CandidateKind | null, };
 
+export type QueueOffer = { 
+/**
+ * The queue's name, e.g. `support`.
+ */
+name: string, 
+/**
+ * How long the caller has waited so far, ms.
+ */
+waited_ms: number, 
+/**
+ * A web caller's email, as they typed it in the widget.
+ */
+email?: string | null, 
+/**
+ * A web caller's topic.
+ */
+topic?: string | null, 
+/**
+ * The page a web caller called from.
+ */
+page?: string | null, 
+/**
+ * Earlier calls of this tenant from web callers with the same email.
+ */
+earlier_calls?: number | null, };
+
 export type SessionInfo = { 
 /**
  * Switchboard base URL, e.g. `http://127.0.0.1:8080`.
@@ -245,7 +271,12 @@ answered_at_ms: number | null,
 /**
  * Latest media statistics (every 2 s while up).
  */
-stats: MediaStats | null, };
+stats: MediaStats | null, 
+/**
+ * For a call a queue offered us: the queue, the caller's wait and what
+ * a web caller typed (the screen-pop); `null` for a direct call.
+ */
+queue: QueueOffer | null, };
 
 export type Calls = { 
 /**

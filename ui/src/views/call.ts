@@ -26,6 +26,7 @@ export function stateWords(c: CallView): string {
 export const callView: View = (app) => {
   const peer = h("div", { id: "call-peer", class: "big-name" });
   const state = h("div", { id: "call-state", class: "muted" });
+  const queueLine = h("div", { id: "call-queue", class: "muted", hidden: true });
   const timer = h("div", { id: "call-timer", class: "timer" }, "00:00");
   const id = () => currentCall(app.state)?.call_id ?? "";
   const mute = h("button", {
@@ -86,6 +87,7 @@ export const callView: View = (app) => {
       { id: "call", class: "screen" },
       peer,
       state,
+      queueLine,
       timer,
       quality,
       h("div", { class: "row controls" }, mute, hold, keypadBtn),
@@ -109,6 +111,9 @@ export const callView: View = (app) => {
         c.peer.user ||
         "…";
       state.textContent = stateWords(c);
+      // A queue call keeps what the caller came for in view.
+      queueLine.hidden = !c.queue;
+      queueLine.textContent = c.queue ? [`via ${c.queue.name}`, c.queue.topic].filter(Boolean).join(" · ") : "";
       timer.textContent = c.answered_at_ms ? clock(Date.now() - c.answered_at_ms) : "00:00";
       const up = c.state.state === "active" || c.state.state === "held";
       mute.disabled = !up;
