@@ -340,6 +340,13 @@ impl Queue {
             .is_some_and(|a| !matches!(a.activity, Activity::Idle { .. }))
     }
 
+    /// Whether a member is in after-call work.
+    pub fn in_wrap_up(&self, agent: AgentId) -> bool {
+        self.agents
+            .get(&agent)
+            .is_some_and(|a| matches!(a.activity, Activity::WrapUp { .. }))
+    }
+
     /// The calls waiting, longest-waiting first, with when each entered
     /// (ms since the epoch).
     pub fn waiting(&self) -> Vec<(String, u64)> {

@@ -181,6 +181,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/ws", get(crate::ws::upgrade))
         .merge(crate::admin::routes())
         .merge(crate::widget::routes())
+        .merge(crate::supervise::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
@@ -254,7 +255,7 @@ fn cors() -> tower_http::cors::CorsLayer {
 /// A request authenticated by `Authorization: Bearer <token>`.
 pub struct Auth {
     pub(crate) user: AuthedUser,
-    token: String,
+    pub(crate) token: String,
 }
 
 impl FromRequestParts<Arc<Shared>> for Auth {
@@ -430,6 +431,7 @@ async fn me(State(s): State<Arc<Shared>>, auth: Auth) -> Json<MeResponse> {
         tenant: auth.user.tenant,
         presence,
         token_expires_at_ms: auth.user.token_expires_at_ms,
+        role: auth.user.role,
     })
 }
 

@@ -46,6 +46,8 @@ use crate::store::{AuthedUser, Callee, CdrWrite, TenantId, UserId};
 mod queues;
 use queues::{LiveQueue, QueueLeg};
 pub use queues::{QueueDef, QueueKey, WebCaller};
+mod supervisor;
+pub use supervisor::{LiveEvent, LiveKind};
 
 /// Identifies one authenticated socket.
 pub type ConnId = u64;
@@ -86,6 +88,8 @@ pub struct Effects {
     pub cdr: Vec<(u64, CdrWrite)>,
     /// Timers to arm.
     pub timers: Vec<Timer>,
+    /// What supervisors watching the tenant hear (`GET /v1/events`).
+    pub live: Vec<LiveEvent>,
 }
 
 /// A refused request: the code and message of the `error` frame.
@@ -232,6 +236,8 @@ pub struct Hub {
     work: VecDeque<(QueueKey, acd::Action)>,
     /// Queues whose next deadline may have moved.
     touched: BTreeSet<QueueKey>,
+    /// Each queue member's state for supervisors, and since when (ms).
+    agent_states: HashMap<UserId, (softphone_protocol::AgentState, u64)>,
 }
 
 impl Hub {
@@ -610,19 +616,21 @@ impl Hub {
             queue: None,
         };
         let mut fx = Effects::default();
+        let from = call.caller_ref.clone();
+        let tenant_id = call.tenant;
+        // In the call table first, so that supervisors hear it by name.
+        self.calls.insert(call_id.to_string(), call);
         let created = self.record(
             &mut fx,
             CdrWrite::Created {
                 call_id: call_id.to_string(),
-                tenant_id: call.tenant,
+                tenant_id,
                 caller_id: me,
                 callee_id: callee.user_id,
                 caller_endpoint: my_endpoint.clone(),
                 at_ms: now_ms,
             },
         );
-        let from = call.caller_ref.clone();
-        self.calls.insert(call_id.to_string(), call);
         self.endpoint_joins_call(me, &my_endpoint, call_id);
 
         let Some(target) = self.users.get(&callee.user_id) else {
@@ -778,6 +786,8 @@ impl Hub {
         call.phase = Phase::Active;
         call.answered_endpoint = Some(ep.clone());
         call.offer = String::new();
+        // Ringing became talking: queues and supervisors hear it.
+        self.dirty.insert(me);
         let others: Vec<String> = call.rung_endpoints.drain(..).filter(|d| *d != ep).collect();
         let (caller, caller_endpoint) = (call.caller, call.caller_endpoint.clone());
         self.forget_ringing_pair(caller, me, call_id);
@@ -1109,15 +1119,14 @@ impl Hub {
             self.queue_call_ends(fx, call_id, &call, leg, reason, now_ms);
         }
         self.forget_ringing_pair(call.caller, call.callee, call_id);
-        let seq = self.record(
-            fx,
-            CdrWrite::Ended {
-                call_id: call_id.to_string(),
-                at_ms: now_ms,
-                reason,
-                by,
-            },
-        );
+        let end = CdrWrite::Ended {
+            call_id: call_id.to_string(),
+            at_ms: now_ms,
+            reason,
+            by,
+        };
+        self.live_call_events(fx, &call, &end);
+        let seq = self.record(fx, end);
         let by_name = by.and_then(|u| {
             if u == call.caller {
                 Some(call.caller_ref.user.clone())
@@ -1203,7 +1212,14 @@ impl Hub {
     }
 
     /// Numbers a CDR write and adds it to the effects; returns its number.
+    /// The call events it stands for go to supervisors too (an end's, by
+    /// [`Self::end_call_with`], which knows the tenant).
     fn record(&mut self, fx: &mut Effects, write: CdrWrite) -> u64 {
+        if !matches!(write, CdrWrite::Ended { .. })
+            && let Some(call) = supervisor::call_of(&write).and_then(|id| self.calls.get(id))
+        {
+            self.live_call_events(fx, call, &write);
+        }
         self.cdr_seq += 1;
         fx.cdr.push((self.cdr_seq, write));
         self.cdr_seq

@@ -41,6 +41,7 @@ mod hub;
 mod ice;
 mod metrics;
 pub mod store;
+mod supervise;
 mod webhooks;
 mod widget;
 mod ws;

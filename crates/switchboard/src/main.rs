@@ -239,8 +239,9 @@ enum UserCmd {
         #[arg(long)]
         user: String,
     },
-    /// Set a user's role: `admin` also manages the tenant's queues through
-    /// the admin HTTP API; `agent` only calls.
+    /// Set a user's role: `agent` only calls; `supervisor` also watches the
+    /// tenant's queues and agents; `admin` also manages the queues, webhooks
+    /// and widget through the admin HTTP API.
     Role {
         /// Tenant name.
         #[arg(long)]
@@ -248,8 +249,8 @@ enum UserCmd {
         /// User name.
         #[arg(long)]
         user: String,
-        /// `agent` or `admin`.
-        #[arg(long, value_parser = ["agent", "admin"])]
+        /// `agent`, `supervisor` or `admin`.
+        #[arg(long, value_parser = ["agent", "supervisor", "admin"])]
         role: String,
     },
 }

@@ -81,7 +81,7 @@ pub struct UserRow {
     pub display_name: String,
     /// Whether login is refused.
     pub disabled: bool,
-    /// `agent` or `admin` ([`Role`]).
+    /// `agent`, `supervisor`, `admin` or `guest` ([`Role`]).
     pub role: String,
 }
 

@@ -32,7 +32,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::hub::{
-    ConnCmd, ConnId, Effects, Hub, HubError, HubResult, Outbound, Timer, WebCaller, WelcomeParts,
+    ConnCmd, ConnId, Effects, Hub, HubError, HubResult, LiveEvent, Outbound, Timer, WebCaller,
+    WelcomeParts,
 };
 use crate::metrics::Metrics;
 use crate::store::{AuthedUser, CdrQueue, CdrWrite, Role, TenantId, TokenRefusal};
@@ -72,8 +73,15 @@ pub(crate) struct Routing {
     pub sockets: HashMap<ConnId, ConnHandle>,
     /// Where CDR writes go, in the hub's sequence order.
     pub cdr: CdrQueue,
+    /// The supervisors' live events of every tenant
+    /// ([`crate::supervise`] filters and paces them).
+    pub live: tokio::sync::broadcast::Sender<Arc<LiveEvent>>,
     metrics: Arc<Metrics>,
 }
+
+/// Live events kept for a supervisor's stream that is slow to read; one
+/// that falls further behind is sent a fresh snapshot instead.
+const LIVE_BACKLOG: usize = 4096;
 
 impl Routing {
     /// An empty hub writing CDRs to `cdr`.
@@ -82,6 +90,7 @@ impl Routing {
             hub: Hub::new(),
             sockets: HashMap::new(),
             cdr,
+            live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
             metrics,
         }
     }
@@ -89,7 +98,8 @@ impl Routing {
     /// Applies a hub operation's effects, in order: CDR writes into the
     /// queue, then frames to the sockets' writers (never blocking: a full
     /// queue tells that writer to close its socket with 4008; a frame for a
-    /// socket that is gone is dropped). Returns the timers to arm.
+    /// socket that is gone is dropped), then live events to supervisors'
+    /// streams (none listening: dropped). Returns the timers to arm.
     pub fn apply(&mut self, fx: Effects) -> Vec<Timer> {
         for (seq, write) in fx.cdr {
             if let CdrWrite::Ended { reason, .. } = &write {
@@ -109,6 +119,11 @@ impl Routing {
                     }
                 }
                 None => tracing::debug!(conn, "frame for a socket that is gone"),
+            }
+        }
+        if self.live.receiver_count() > 0 {
+            for ev in fx.live {
+                let _ = self.live.send(Arc::new(ev));
             }
         }
         self.metrics

@@ -447,3 +447,183 @@ async fn guest_tokens_are_rate_limited_and_the_widget_is_framed_only_by_allowed_
             .starts_with("text/javascript")
     );
 }
+
+/// A server-sent event stream read as it comes (`GET /v1/events`).
+struct Events {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    async fn open(srv: &TestServer, token: &str) -> Self {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/v1/events", srv.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Self {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event's name and JSON data (keep-alive comments skipped);
+    /// panics after 10 s or when the stream ends.
+    async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if name.is_empty() {
+                    continue;
+                }
+                return (name, serde_json::from_str(&data).unwrap_or(Value::Null));
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), self.resp.chunk())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .expect("the stream goes on");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next event named `name`; the ones before it are returned too.
+    async fn until(&mut self, name: &str) -> (Value, Vec<String>) {
+        let mut before = Vec::new();
+        loop {
+            let (n, v) = self.next().await;
+            if n == name {
+                return (v, before);
+            }
+            before.push(n);
+        }
+    }
+
+    /// Whether the stream ended (within 10 s).
+    async fn ended(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.resp.chunk()).await,
+            Ok(Ok(None))
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_supervisor_watches_queues_and_agents_live_and_agents_may_not() {
+    let srv =
+        TestServer::start_with(|c| c.login_sweep = std::time::Duration::from_millis(200)).await;
+    support(&srv, &["bob"], |s| s.wrap_up_secs = 1).await;
+    srv.store
+        .set_role("acme", "carol", switchboard::store::Role::Supervisor)
+        .await
+        .unwrap();
+    srv.store
+        .set_role("globex", "mallory", switchboard::store::Role::Admin)
+        .await
+        .unwrap();
+    let carol = srv.login("acme", "carol").await;
+    let alice_token = srv.login("acme", "alice").await;
+
+    // Agents may not watch; the role is on /v1/me for the app to know.
+    for path in ["/v1/supervisor", "/v1/events"] {
+        let (status, body) = srv.get(path, Some(&alice_token)).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["code"], "forbidden");
+    }
+    assert_eq!(
+        srv.get("/v1/me", Some(&alice_token)).await.1["role"],
+        "agent"
+    );
+    assert_eq!(
+        srv.get("/v1/me", Some(&carol)).await.1["role"],
+        "supervisor"
+    );
+
+    let (status, view) = srv.get("/v1/supervisor", Some(&carol)).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["queues"][0]["name"], "support");
+    assert_eq!(view["queues"][0]["number"], "2001");
+    assert_eq!(view["agents"][0]["agent"]["user"], "bob");
+    assert_eq!(view["agents"][0]["agent"]["display_name"], "Bob Stone");
+    assert_eq!(view["agents"][0]["state"], "offline");
+
+    let mut events = Events::open(&srv, &carol).await;
+    let (first, data) = events.next().await;
+    assert_eq!(first, "snapshot");
+    assert_eq!(data["agents"][0]["state"], "offline");
+    // An admin of another tenant watches too, and hears none of acme's.
+    let mallory = srv.login("globex", "mallory").await;
+    let mut other = Events::open(&srv, &mallory).await;
+    let (first, data) = other.next().await;
+    assert_eq!(first, "snapshot");
+    assert_eq!(data["queues"], json!([]));
+
+    let mut bob = srv.client("bob", "b1").await;
+    let (state, _) = events.until("agent.state").await;
+    assert_eq!(state["agent"]["user"], "bob");
+    assert_eq!(state["state"], "available");
+
+    let mut alice = srv.client("alice", "a1").await;
+    alice.invite("q-s", "support").await;
+    let (queued, before) = events.until("call.queued").await;
+    assert_eq!(before, vec!["call.initiated"]);
+    assert_eq!(queued["call_id"], "q-s");
+    assert_eq!(queued["caller"], "alice");
+    assert_eq!(queued["queue"], "support");
+    let (offered, _) = events.until("call.offered").await;
+    assert_eq!(offered["agent"], "bob");
+    assert!(
+        offered["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("q-s/call.offered/"),
+        "{offered}"
+    );
+    let (state, _) = events.until("agent.state").await;
+    assert_eq!(state["state"], "ringing");
+    // The view now has the caller waiting, offered to bob.
+    let (_, view) = srv.get("/v1/supervisor", Some(&carol)).await;
+    let waiting = &view["queues"][0]["waiting"][0];
+    assert_eq!(waiting["call_id"], "q-s");
+    assert_eq!(waiting["caller"]["user"], "alice");
+    assert_eq!(waiting["offered_to"], json!(["bob"]));
+
+    bob.expect("call.incoming").await;
+    bob.accept("q-s").await;
+    let (answered, _) = events.until("call.answered").await;
+    assert_eq!(answered["agent"], "bob");
+    let (state, _) = events.until("agent.state").await;
+    assert_eq!(state["state"], "on_call");
+
+    alice.hangup("q-s").await;
+    let (end, _) = events.until("call.ended").await;
+    assert_eq!(end["reason"], "completed");
+    // Heard only once committed: the record is ended already.
+    let (_, rec) = srv.get("/v1/calls/q-s", Some(&alice_token)).await;
+    assert!(rec["ended_at_ms"].is_u64(), "{rec}");
+    let (state, _) = events.until("agent.state").await;
+    assert_eq!(state["state"], "wrap_up");
+    // One second of wrap-up, then available again.
+    let (state, _) = events.until("agent.state").await;
+    assert_eq!(state["state"], "available");
+
+    // Nothing of acme reached globex's stream; logging out ends carol's.
+    let _ = srv.post("/v1/logout", Some(&carol), json!({})).await;
+    let (closed, _) = events.until("closed").await;
+    assert_eq!(closed["code"], "unauthorized");
+    assert!(events.ended().await);
+    let _ = srv.post("/v1/logout", Some(&mallory), json!({})).await;
+    let (_, before) = other.until("closed").await;
+    assert!(before.is_empty(), "globex heard {before:?}");
+}

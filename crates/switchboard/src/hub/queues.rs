@@ -59,14 +59,16 @@ pub struct QueueDef {
     pub max_wait_message: Option<String>,
     /// Member agents.
     pub members: Vec<UserId>,
+    /// The members' names, for supervisors (also while offline).
+    pub names: std::collections::HashMap<UserId, UserRef>,
     /// Whether guests (the web widget's callers) may call it.
     pub published: bool,
 }
 
 /// A queue the hub routes: its definition and routing core.
 pub(super) struct LiveQueue {
-    def: QueueDef,
-    acd: acd::Queue,
+    pub(super) def: QueueDef,
+    pub(super) acd: acd::Queue,
     /// The deadline a [`Timer::QueueTick`] is armed for, if any.
     armed: Option<u64>,
 }
@@ -183,6 +185,7 @@ impl Hub {
                     .map(|q| q.acd.add_member_idle_since(*agent, p, since, now_ms))
                     .unwrap_or_default();
                 self.queue_work(&key, acts);
+                self.dirty.insert(*agent);
             }
             self.touched.insert(key);
         }
@@ -278,17 +281,9 @@ impl Hub {
         let caller_ref = caller.user.clone();
         let tenant = caller.tenant;
         let mut fx = Effects::default();
-        let created_seq = self.record(
-            &mut fx,
-            CdrWrite::CreatedQueued {
-                call_id: call_id.to_string(),
-                tenant_id: tenant,
-                caller_id: me,
-                caller_endpoint: my_endpoint.clone(),
-                queue: queue.to_string(),
-                at_ms: now_ms,
-            },
-        );
+        // The call's first CDR write, recorded just after the call enters
+        // the call table (so that supervisors hear it by name).
+        let created_seq = self.cdr_seq + 1;
         self.calls.insert(
             call_id.to_string(),
             Call {
@@ -316,6 +311,18 @@ impl Hub {
                 }),
             },
         );
+        let seq = self.record(
+            &mut fx,
+            CdrWrite::CreatedQueued {
+                call_id: call_id.to_string(),
+                tenant_id: tenant,
+                caller_id: me,
+                caller_endpoint: my_endpoint.clone(),
+                queue: queue.to_string(),
+                at_ms: now_ms,
+            },
+        );
+        debug_assert_eq!(seq, created_seq);
         self.endpoint_joins_call(me, &my_endpoint, call_id);
         if !open {
             let words = closed_message.or_else(|| Some("We are closed now.".to_string()));
@@ -454,6 +461,8 @@ impl Hub {
         call.phase = Phase::Active;
         call.answered_endpoint = Some(ep.to_string());
         call.offer = String::new();
+        // Ringing became talking: queues and supervisors hear it.
+        self.dirty.insert(me);
         let (caller, caller_endpoint) = (call.caller, call.caller_endpoint.clone());
         let to_caller = ServerMessage::Accepted {
             call_id: call_id.to_string(),
@@ -691,6 +700,7 @@ impl Hub {
             let Some(agent) = self.dirty.pop_first() else {
                 break;
             };
+            self.note_agent_state(fx, agent, now_ms);
             let keys: Vec<QueueKey> = self
                 .agent_queues
                 .get(&agent)

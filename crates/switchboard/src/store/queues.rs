@@ -5,46 +5,14 @@
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
+use softphone_protocol::UserRef;
+
 use super::{Pool, Store, TenantId, UserId, check_name, is_unique_violation};
 use crate::acd::{AtMaxWait, Hours, QueueConfig, Strategy};
 use crate::hub::QueueDef;
 use crate::{Error, now_ms};
 
-/// What a user may do beyond calling: an `admin` also manages the queues
-/// of their tenant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Takes and places calls.
-    #[default]
-    Agent,
-    /// An agent who also manages the tenant's queues.
-    Admin,
-    /// A customer calling from the web widget: may only call the tenant's
-    /// published queues (and take a call back), nothing else.
-    Guest,
-}
-
-impl Role {
-    /// The store and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Agent => "agent",
-            Self::Admin => "admin",
-            Self::Guest => "guest",
-        }
-    }
-
-    /// The role of a store or wire name; anything unknown is an agent (the
-    /// least privilege).
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "admin" => Self::Admin,
-            "guest" => Self::Guest,
-            _ => Self::Agent,
-        }
-    }
-}
+pub use softphone_protocol::Role;
 
 /// A queue's settings, as the admin API takes and returns them (JSON keys as
 /// the field names; absent optional keys take the defaults).
@@ -375,13 +343,19 @@ impl Store {
             .await?);
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let members: Vec<UserId> = on_pool!(&self.pool, p => sqlx::query_scalar(
-                "SELECT m.user_id FROM queue_members m JOIN users u ON u.id = m.user_id
+            let rows: Vec<(UserId, String, String)> = on_pool!(&self.pool, p => sqlx::query_as(
+                "SELECT m.user_id, u.username, u.display_name
+                 FROM queue_members m JOIN users u ON u.id = m.user_id
                  WHERE m.queue_id = $1 AND NOT u.disabled ORDER BY m.user_id",
             )
             .bind(r.id)
             .fetch_all(p)
             .await?);
+            let members: Vec<UserId> = rows.iter().map(|m| m.0).collect();
+            let names = rows
+                .into_iter()
+                .map(|(id, user, display_name)| (id, UserRef { user, display_name }))
+                .collect();
             let spec = r.spec();
             out.push(QueueDef {
                 published: spec.published,
@@ -392,6 +366,7 @@ impl Store {
                 closed_message: spec.closed_message,
                 max_wait_message: spec.max_wait_message,
                 members,
+                names,
             });
         }
         Ok(out)

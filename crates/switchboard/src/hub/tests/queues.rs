@@ -5,8 +5,9 @@
 
 use super::*;
 use crate::acd::{AtMaxWait, Hours, QueueConfig, Strategy};
+use crate::hub::LiveKind;
 use crate::hub::QueueDef;
-use softphone_protocol::QueueOffer;
+use softphone_protocol::{AgentState, CallEventType, QueueOffer};
 
 const RING: u64 = 15_000;
 
@@ -26,6 +27,10 @@ fn def(name: &str, strategy: Strategy, members: &[&AuthedUser]) -> QueueDef {
         closed_message: None,
         max_wait_message: None,
         members: members.iter().map(|m| m.user_id).collect(),
+        names: members
+            .iter()
+            .map(|m| (m.user_id, m.user.clone()))
+            .collect(),
         published: false,
     }
 }
@@ -60,6 +65,7 @@ impl World {
             let fx = self.run(|h, now| h.queue_tick(&q, at, now));
             all.frames.extend(fx.frames);
             all.cdr.extend(fx.cdr);
+            all.live.extend(fx.live);
         }
         self.now = end;
         all
@@ -447,4 +453,159 @@ fn removing_a_queue_ends_its_waiting_calls_and_the_stats_count_them() {
         }
     )));
     assert!(w.hub.queue_stats(ACME, "support", w.now).is_none());
+}
+
+/// The call events supervisors hear, as `type call agent`.
+fn call_events(fx: &Effects) -> Vec<String> {
+    fx.live
+        .iter()
+        .filter_map(|e| match &e.kind {
+            LiveKind::Call(c) => Some(format!(
+                "{} {} {}",
+                c.kind.as_str(),
+                c.call_id,
+                c.agent.as_deref().unwrap_or("-")
+            )),
+            LiveKind::Agent(_) => None,
+        })
+        .collect()
+}
+
+/// The agent states supervisors hear, as `user state`.
+fn agent_events(fx: &Effects) -> Vec<String> {
+    fx.live
+        .iter()
+        .filter_map(|e| match &e.kind {
+            LiveKind::Agent(a) => Some(format!(
+                "{} {}",
+                a.agent.user,
+                serde_json::to_value(a.state).unwrap().as_str().unwrap()
+            )),
+            LiveKind::Call(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn supervisors_hear_call_events_and_agent_states_and_see_the_queue_now() {
+    let mut w = World::new();
+    let a1 = w.connect(&alice(), "a1");
+    let m1 = w.connect(&mallory(), "m1");
+    let fx = w.queues(vec![def(
+        "support",
+        Strategy::LongestIdle,
+        &[&bob(), &carol()],
+    )]);
+    assert!(agent_events(&fx).contains(&"carol offline".to_string()));
+    let (b1, fx) = w.connect_fx(&bob(), "b1");
+    assert_eq!(agent_events(&fx), vec!["bob available"]);
+
+    let t_call = w.now;
+    let fx = w.call_queue(a1, "q1", "support");
+    assert_eq!(
+        call_events(&fx),
+        vec![
+            "call.initiated q1 -",
+            "call.queued q1 -",
+            "call.offered q1 bob"
+        ]
+    );
+    assert_eq!(agent_events(&fx), vec!["bob ringing"]);
+    assert!(fx.live.iter().all(|e| e.tenant == ACME));
+    // Each event waits for its own CDR write, and carries the webhook's id.
+    let offered_seq = fx
+        .cdr
+        .iter()
+        .find(|(_, w)| matches!(w, CdrWrite::Offered { .. }))
+        .map(|(s, _)| *s)
+        .unwrap();
+    let offered = fx
+        .live
+        .iter()
+        .find_map(|e| match &e.kind {
+            LiveKind::Call(c) if c.kind == CallEventType::Offered => Some((e.after_seq, c)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(offered.0, offered_seq);
+    assert_eq!(offered.1.id, format!("q1/call.offered/{t_call}/2"));
+    assert_eq!(offered.1.queue.as_deref(), Some("support"));
+    assert_eq!(offered.1.caller, "alice");
+
+    w.later(3_000);
+    let view = w.hub.supervisor_view(ACME, w.now);
+    assert_eq!(view.queues.len(), 1);
+    let q = &view.queues[0];
+    assert_eq!(q.name, "support");
+    assert_eq!(q.longest_wait_ms, 3_000);
+    assert_eq!(q.waiting.len(), 1);
+    assert_eq!(q.waiting[0].call_id, "q1");
+    assert_eq!(q.waiting[0].caller, alice().user);
+    assert_eq!(q.waiting[0].since_ms, t_call);
+    assert_eq!(q.waiting[0].offered_to, vec!["bob"]);
+    let states: Vec<(String, AgentState, u64)> = view
+        .agents
+        .iter()
+        .map(|a| (a.agent.user.clone(), a.state, a.since_ms))
+        .collect();
+    // Carol, offline, is known by the name the queue lists.
+    assert_eq!(
+        states,
+        vec![
+            ("bob".into(), AgentState::Ringing, t_call),
+            ("carol".into(), AgentState::Offline, T0),
+        ]
+    );
+    assert_eq!(view.agents[1].agent, carol().user);
+    assert_eq!(view.agents[0].queues, vec!["support"]);
+    // Another tenant sees nothing of it.
+    let other = w.hub.supervisor_view(GLOBEX, w.now);
+    assert!(other.queues.is_empty() && other.agents.is_empty());
+
+    let fx = w.accept(b1, "q1");
+    assert_eq!(call_events(&fx), vec!["call.answered q1 bob"]);
+    assert_eq!(agent_events(&fx), vec!["bob on_call"]);
+    w.later(10_000);
+    let fx = w.hangup(a1, "q1");
+    assert_eq!(call_events(&fx), vec!["call.ended q1 bob"]);
+    assert_eq!(agent_events(&fx), vec!["bob wrap_up"]);
+    let ended = fx
+        .live
+        .iter()
+        .find_map(|e| match &e.kind {
+            LiveKind::Call(c) => Some(c.reason),
+            LiveKind::Agent(_) => None,
+        })
+        .unwrap();
+    assert_eq!(ended, Some(EndReason::Completed));
+    // Wrap-up ends at the queue's time (30 s): bob is available again.
+    let fx = w.advance(30_000);
+    assert_eq!(agent_events(&fx), vec!["bob available"]);
+
+    // A caller who gives up while waiting: abandoned, then ended. Bob is
+    // away, so nobody is offered the call.
+    w.op(|h, now| h.set_presence(b1, Presence::Away, now))
+        .unwrap();
+    let fx = w.call_queue(a1, "q2", "support");
+    assert_eq!(
+        call_events(&fx),
+        vec!["call.initiated q2 -", "call.queued q2 -"]
+    );
+    let fx = w.hangup(a1, "q2");
+    assert_eq!(
+        call_events(&fx),
+        vec!["call.abandoned q2 -", "call.ended q2 -"]
+    );
+    // Direct calls are heard too; a declined one is rejected, then ended.
+    let fx = w.invite(a1, "d1", &bob());
+    assert_eq!(call_events(&fx), vec!["call.initiated d1 bob"]);
+    assert_eq!(agent_events(&fx), vec!["bob ringing"]);
+    let fx = w.reject(b1, "d1");
+    assert_eq!(
+        call_events(&fx),
+        vec!["call.rejected d1 bob", "call.ended d1 bob"]
+    );
+    assert_eq!(agent_events(&fx), vec!["bob away"]);
+    // Mallory's tenant has no queue: none of this reached it.
+    assert!(w.log.get(&m1).is_none_or(|l| l.is_empty()));
 }
