@@ -2,7 +2,7 @@
 //! delegates in a line or two to the [`Runtime`].
 
 use softphone_app_model::{AudioDevices, HotkeyStatus, SessionInfo, Settings, Snapshot, UiError};
-use softphone_protocol::{CallRecord, DirectoryEntry, Presence};
+use softphone_protocol::{CallRecord, DirectoryEntry, Presence, SupervisorView};
 use std::sync::Arc;
 
 use softphone_app_model::ErrorKind;
@@ -97,6 +97,12 @@ pub async fn directory(shell: Shell<'_>, query: String) -> R<Vec<DirectoryEntry>
 #[tauri::command]
 pub async fn history(shell: Shell<'_>, limit: u32) -> R<Vec<CallRecord>> {
     shell.history(limit).await
+}
+
+/// My tenant's queues and agents now (the team view of supervisors).
+#[tauri::command]
+pub async fn supervisor(shell: Shell<'_>) -> R<SupervisorView> {
+    shell.supervisor().await
 }
 
 /// The agent looked at the missed calls.

@@ -116,6 +116,7 @@ pub fn run() {
             commands::set_presence,
             commands::directory,
             commands::history,
+            commands::supervisor,
             commands::missed_seen,
             commands::devices,
             commands::set_call_devices,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { call, current, ringing, screen, snapshot, start, type Harness } from "./test-util";
+import { alice, call, current, ringing, screen, snapshot, start, type Harness } from "./test-util";
 
 let h: Harness | undefined;
 afterEach(() => h?.app.stop());
@@ -17,7 +17,7 @@ describe("sign-in", () => {
 
   it("sends what was typed and switches to the phone on success", async () => {
     h = await start(snapshot({ session: null }), {
-      sign_in: () => ({ server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, endpoint_id: "d" }),
+      sign_in: () => ({ server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, endpoint_id: "d", role: "agent" }),
     });
     (h.$("#server") as HTMLInputElement).value = "http://sb:8080";
     (h.$("#tenant") as HTMLInputElement).value = "acme";
@@ -251,6 +251,76 @@ describe("history", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe("team view", () => {
+  const view = (now: number, waiting: number) => ({
+    now_ms: now,
+    queues: [{
+      name: "support", number: "2001",
+      waiting: waiting > 0 ? [{ call_id: "q-1", caller: { user: "guest-1", display_name: "Zoe Quinn" }, since_ms: now - 42_000, offered_to: ["bob"] }] : [],
+      longest_wait_ms: waiting > 0 ? 42_000 : 0, agents_available: 1, agents_busy: 0, agents_wrap_up: 0,
+    }],
+    agents: [
+      { agent: { user: "bob", display_name: "Bob Stone" }, state: waiting > 0 ? "ringing" : "available", since_ms: now - 5_000, queues: ["support"] },
+      { agent: { user: "carol", display_name: "Carol King" }, state: "offline", since_ms: now - 3_600_000, queues: ["support"] },
+    ],
+  });
+
+  it("is only for supervisors and admins", async () => {
+    h = await start(snapshot());
+    expect(h.$("#tab-team").hidden).toBe(true);
+    h.app.stop();
+    h = await start(snapshot({ session: { ...alice, role: "admin" } }));
+    expect(h.$("#tab-team").hidden).toBe(false);
+  });
+
+  it("shows queues, waiting callers and agents' states, read again while shown", async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      let reads = 0;
+      const t0 = 1_700_000_000_000;
+      h = await start(snapshot({ session: { ...alice, role: "supervisor" } }), {
+        supervisor: () => view(t0 + 2_000 * reads, reads++ === 0 ? 1 : 0),
+      });
+      expect(reads).toBe(0);
+      await h.click("#tab-team");
+      expect(screen(h)).toBe("screen-team");
+      expect(reads).toBe(1);
+      const q = h.$(".team-queue");
+      expect(q.dataset.queue).toBe("support");
+      expect(q.textContent).toContain("1 waiting · longest 00:42");
+      expect(h.$(".waiting-caller").textContent).toContain("Zoe Quinn");
+      expect(h.$(".waiting-caller").textContent).toContain("ringing bob");
+      const agents = h.$$(".team-agent");
+      expect(agents.map((a) => [a.dataset.user, a.dataset.state])).toEqual([["bob", "ringing"], ["carol", "offline"]]);
+      expect(agents[1].querySelector(".in-state")?.textContent).toBe("1:00:00");
+
+      vi.advanceTimersByTime(2_000);
+      await h.flush();
+      expect(reads).toBe(2);
+      expect(h.$$(".waiting-caller").length).toBe(0);
+      expect(h.$(".team-agent").dataset.state).toBe("available");
+
+      // Away from the tab, it is not read any more.
+      await h.click("#tab-phone");
+      vi.advanceTimersByTime(10_000);
+      await h.flush();
+      expect(reads).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("stops reading and says why when the server refuses", async () => {
+    h = await start(snapshot({ session: { ...alice, role: "supervisor" } }), {
+      supervisor: () => {
+        throw { kind: "other", message: "supervisors and administrators only" };
+      },
+    });
+    await h.click("#tab-team");
+    expect(h.$("#notice").textContent).toContain("supervisors and administrators only");
   });
 });
 

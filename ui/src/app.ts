@@ -13,6 +13,7 @@ import {
 } from "./store";
 import { callView, sendDigit } from "./views/call";
 import { historyView } from "./views/history";
+import { supervises, teamView } from "./views/team";
 import { incomingView } from "./views/incoming";
 import { phoneView } from "./views/phone";
 import { settingsView } from "./views/settings";
@@ -90,6 +91,7 @@ export class App implements AppApi {
       signin: signinView(this),
       phone: phoneView(this),
       history: historyView(this),
+      team: teamView(this),
       settings: settingsView(this),
       incoming: incomingView(this),
       call: callView(this),
@@ -125,7 +127,7 @@ export class App implements AppApi {
     const tab = (id: Tab, label: string, ...extra: Node[]) =>
       h("button", { id: `tab-${id}`, class: "tab", onclick: () => this.set({ tab: id }) }, label, ...extra);
     const badge = h("span", { id: "missed-badge", class: "badge", hidden: true });
-    const tabs = [tab("phone", "Phone"), tab("history", "History", badge), tab("settings", "Settings")];
+    const tabs = [tab("phone", "Phone"), tab("history", "History", badge), tab("team", "Team"), tab("settings", "Settings")];
     const signout = h("button", { id: "signout", class: "ghost", onclick: () => this.run("signout", () => this.backend.signOut()) }, "Sign out");
     const el = h(
       "header",
@@ -143,6 +145,8 @@ export class App implements AppApi {
         badge.hidden = s.missed === 0;
         badge.textContent = String(s.missed);
         for (const t of tabs) t.classList.toggle("active", t.id === `tab-${s.tab}`);
+        const team = tabs[2];
+        if (team) team.hidden = !supervises(s);
       },
     };
   }
@@ -164,7 +168,7 @@ export class App implements AppApi {
     this.header.update(s);
     for (const [name, v] of Object.entries(this.views)) {
       v.el.hidden = name !== screen;
-      if (!v.el.hidden || name === "history" || name === "settings") v.update(s);
+      if (!v.el.hidden || name === "history" || name === "team" || name === "settings") v.update(s);
     }
     this.noticeEl.hidden = !s.notice;
     if (s.notice) {

@@ -13,6 +13,7 @@ import type {
   SessionInfo,
   Settings,
   Snapshot,
+  SupervisorView,
   UiError,
 } from "./bindings";
 
@@ -48,6 +49,7 @@ export const backend = {
   directory: (query: string) => call<DirectoryEntry[]>("directory", { query }),
   history: (limit = 50) => call<CallRecord[]>("history", { limit }),
   missedSeen: () => call<void>("missed_seen"),
+  supervisor: () => call<SupervisorView>("supervisor"),
   devices: () => call<AudioDevices>("devices"),
   setCallDevices: (callId: string, input: string | null, output: string | null) =>
     call<void>("set_call_devices", { callId, input, output }),

@@ -14,9 +14,10 @@ import type {
   SessionInfo,
   Settings,
   Snapshot,
+  SupervisorView,
 } from "./backend";
 
-export type Tab = "phone" | "history" | "settings";
+export type Tab = "phone" | "history" | "team" | "settings";
 
 export interface State {
   session: SessionInfo | null;
@@ -31,6 +32,8 @@ export interface State {
   notice: { level: NoticeLevel; message: string } | null;
   directory: DirectoryEntry[];
   history: CallRecord[];
+  /** The team view as last read (supervisors and admins). */
+  team: SupervisorView | null;
   devices: AudioDevices;
   micLevel: number | null;
   dialText: string;
@@ -69,6 +72,7 @@ export function initialState(): State {
     notice: null,
     directory: [],
     history: [],
+    team: null,
     devices: { inputs: [], outputs: [] },
     micLevel: null,
     dialText: "",
@@ -114,7 +118,7 @@ export function applyApp(s: State, e: AppEvent): State {
     case "session":
       return e.session
         ? { ...s, session: e.session, restoring: false, online: true }
-        : { ...s, session: null, restoring: false, calls: noCalls, online: false, tab: "phone" };
+        : { ...s, session: null, restoring: false, calls: noCalls, online: false, tab: "phone", team: null };
     case "presence":
       return { ...s, presence: e.status };
     case "peer_presence":

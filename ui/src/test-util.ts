@@ -3,7 +3,7 @@
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import { App } from "./app";
-import type { AppEvent, Calls, CallView, Settings, Snapshot } from "./backend";
+import type { AppEvent, Calls, CallView, Role, Settings, Snapshot } from "./backend";
 import { emptySettings, noCalls } from "./store";
 
 export interface Harness {
@@ -17,7 +17,7 @@ export interface Harness {
   flush(): Promise<void>;
 }
 
-export const alice = { server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, endpoint_id: "desktop-1" };
+export const alice = { server: "http://sb", tenant: "acme", user: { user: "alice", display_name: "Alice Martin" }, endpoint_id: "desktop-1", role: "agent" as Role };
 
 export function snapshot(over: Partial<Snapshot> = {}): Snapshot {
   return {

@@ -7,8 +7,9 @@ use softphone_audio::ringtone::Ringtone;
 use softphone_engine::call::CallState;
 use softphone_engine::media::{CandidateKind, MediaStats};
 use softphone_protocol::{
-    CallDirection, CallQuality, CallRecord, DirectoryEntry, EndReason, ErrorCode, Presence,
-    QueueOffer, UserRef,
+    AgentState, CallDirection, CallQuality, CallRecord, DirectoryEntry, EndReason, ErrorCode,
+    Presence, QueueOffer, Role, SupervisedAgent, SupervisedQueue, SupervisorView, UserRef,
+    WaitingCaller,
 };
 use ts_rs::TS;
 
@@ -40,6 +41,12 @@ pub fn typescript() -> String {
         CandidateKind::decl(&cfg),
         MediaStats::decl(&cfg),
         QueueOffer::decl(&cfg),
+        Role::decl(&cfg),
+        AgentState::decl(&cfg),
+        SupervisedAgent::decl(&cfg),
+        WaitingCaller::decl(&cfg),
+        SupervisedQueue::decl(&cfg),
+        SupervisorView::decl(&cfg),
         SessionInfo::decl(&cfg),
         CallView::decl(&cfg),
         Calls::decl(&cfg),

@@ -34,6 +34,7 @@ fn signed_in() -> Model {
             tenant: "acme".into(),
             user: alice(),
             endpoint_id: "desktop-1".into(),
+            role: softphone_protocol::Role::Agent,
         },
         Some("http://sb|acme|alice".into()),
     );
@@ -403,6 +404,7 @@ fn signing_in_remembers_the_account_and_signing_out_clears_the_calls() {
             tenant: "acme".into(),
             user: alice(),
             endpoint_id: "e".into(),
+            role: softphone_protocol::Role::Agent,
         },
         None,
     );

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use softphone_audio::ringtone::Ringtone;
 use softphone_engine::call::CallState;
 use softphone_engine::media::MediaStats;
-use softphone_protocol::{CallDirection, Presence, QueueOffer, UserRef};
+use softphone_protocol::{CallDirection, Presence, QueueOffer, Role, UserRef};
 use ts_rs::TS;
 
 use crate::error::UiError;
@@ -22,6 +22,9 @@ pub struct SessionInfo {
     pub user: UserRef,
     /// This installation's endpoint id at the switchboard.
     pub endpoint_id: String,
+    /// What I may do beyond calling: a `supervisor` or `admin` also sees
+    /// the team view.
+    pub role: Role,
 }
 
 /// One call as the UI shows it.

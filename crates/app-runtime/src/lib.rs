@@ -36,7 +36,7 @@ use softphone_audio::{NullSink, Silence, Sink, Source};
 use softphone_engine::api::Api;
 use softphone_engine::credentials::{TokenStore, account_key};
 use softphone_engine::{CallAudio, Engine, EngineConfig};
-use softphone_protocol::{CallRecord, DirectoryEntry, Presence};
+use softphone_protocol::{CallRecord, DirectoryEntry, Presence, Role, SupervisorView};
 use std::sync::{Arc, Weak};
 
 use softphone_app_model::TrayView;
@@ -367,11 +367,22 @@ impl Runtime {
                 ));
             }
         };
+        let api = Api::new(server, &token);
+        // The role decides whether the team view shows; a server that
+        // cannot tell (older, or a hiccup) leaves the agent's view.
+        let role = match api.me().await {
+            Ok(m) => m.role,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read my role; showing the agent's view");
+                Role::Agent
+            }
+        };
         let info = SessionInfo {
             server: server.into(),
             tenant: tenant.into(),
             user: me,
             endpoint_id,
+            role,
         };
         let (old, generation) = {
             let mut st = self.lock();
@@ -380,7 +391,7 @@ impl Runtime {
             (
                 st.live.replace(Live {
                     engine,
-                    api: Api::new(server, &token),
+                    api,
                     generation,
                 }),
                 generation,
@@ -531,6 +542,15 @@ impl Runtime {
     pub async fn directory(&self, query: &str) -> R<Vec<DirectoryEntry>> {
         let api = self.live(|l| l.api.clone())?;
         Ok(api.directory(query).await?)
+    }
+
+    /// My tenant's queues and agents now (the team view).
+    ///
+    /// # Errors
+    /// Not signed in, server unreachable, not a supervisor.
+    pub async fn supervisor(&self) -> R<SupervisorView> {
+        let api = self.live(|l| l.api.clone())?;
+        Ok(api.supervisor().await?)
     }
 
     /// My last `limit` calls, newest first.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use softphone_protocol::{
     CallRecord, CallsResponse, DirectoryEntry, DirectoryResponse, ErrorBody, ErrorCode,
-    LoginRequest, LoginResponse, MeResponse,
+    LoginRequest, LoginResponse, MeResponse, SupervisorView,
 };
 
 use crate::{AuthRefusal, EngineError};
@@ -164,6 +164,16 @@ impl Api {
             .collect();
         let r: DirectoryResponse = self.get(&format!("/v1/directory?q={q}")).await?;
         Ok(r.users)
+    }
+
+    /// My tenant's queues, waiting callers and agents now
+    /// (`GET /v1/supervisor`, docs/protocol.md §2.15).
+    ///
+    /// # Errors
+    /// As [`Api::me`]; [`EngineError::Refused`] with `forbidden` for a user
+    /// who is neither supervisor nor admin.
+    pub async fn supervisor(&self) -> Result<SupervisorView, EngineError> {
+        self.get("/v1/supervisor").await
     }
 
     /// My last `limit` calls (1–200), newest first.

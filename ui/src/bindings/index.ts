@@ -224,6 +224,91 @@ page?: string | null,
  */
 earlier_calls?: number | null, };
 
+export type Role = "agent" | "supervisor" | "admin" | "guest";
+
+export type AgentState = "available" | "ringing" | "on_call" | "wrap_up" | "away" | "offline";
+
+export type SupervisedAgent = { 
+/**
+ * Who.
+ */
+agent: UserRef, 
+/**
+ * Their state now.
+ */
+state: AgentState, 
+/**
+ * Since when, ms since the Unix epoch (when this node first saw them,
+ * if the state began before).
+ */
+since_ms: number, 
+/**
+ * The queues they are a member of, by name.
+ */
+queues: Array<string>, };
+
+export type WaitingCaller = { 
+/**
+ * The call.
+ */
+call_id: string, 
+/**
+ * Who is calling (a web caller: the name they typed).
+ */
+caller: UserRef, 
+/**
+ * When they entered their first queue, ms since the Unix epoch.
+ */
+since_ms: number, 
+/**
+ * Agents (user names) ringing with this call now.
+ */
+offered_to: Array<string>, };
+
+export type SupervisedQueue = { 
+/**
+ * The queue's name.
+ */
+name: string, 
+/**
+ * Its number, if any.
+ */
+number: string | null, 
+/**
+ * Callers waiting, longest-waiting first.
+ */
+waiting: Array<WaitingCaller>, 
+/**
+ * The longest current wait, ms.
+ */
+longest_wait_ms: number, 
+/**
+ * Member agents available (idle or ringing with an offer).
+ */
+agents_available: number, 
+/**
+ * Member agents in a call.
+ */
+agents_busy: number, 
+/**
+ * Member agents in wrap-up.
+ */
+agents_wrap_up: number, };
+
+export type SupervisorView = { 
+/**
+ * When the view was taken, ms since the Unix epoch.
+ */
+now_ms: number, 
+/**
+ * The queues, by name.
+ */
+queues: Array<SupervisedQueue>, 
+/**
+ * Every member of a queue, by user name.
+ */
+agents: Array<SupervisedAgent>, };
+
 export type SessionInfo = { 
 /**
  * Switchboard base URL, e.g. `http://127.0.0.1:8080`.
@@ -240,7 +325,12 @@ user: UserRef,
 /**
  * This installation's endpoint id at the switchboard.
  */
-endpoint_id: string, };
+endpoint_id: string, 
+/**
+ * What I may do beyond calling: a `supervisor` or `admin` also sees
+ * the team view.
+ */
+role: Role, };
 
 export type CallView = { 
 /**
