@@ -323,10 +323,11 @@ async fn a_customer_calls_the_support_line_from_the_web_widget() {
     let (bob, mut b_ev, _) = srv.engine_with(media, "bob", "bob-engine").await;
     let (carol, mut c_ev, carol_token) = srv.engine_with(media, "carol", "carol-engine").await;
 
-    let driver = Driver::start_with(&[format!(
-        "--use-file-for-fake-audio-capture={}",
-        wav.display()
-    )])
+    let driver = Driver::start_with(&[
+        format!("--use-file-for-fake-audio-capture={}", wav.display()),
+        // About the size of the widget's frame on a page.
+        "--window-size=400,560".to_string(),
+    ])
     .await;
     driver
         .goto(&format!(
@@ -348,6 +349,11 @@ async fn a_customer_calls_the_support_line_from_the_web_widget() {
         .await;
     assert!(w["error"].is_null(), "{w}");
     assert_eq!(w["position"], 1);
+    // What the customer sees while waiting: docs/screenshots/widget.png.
+    let png = driver.0.client().screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::write(shots.join("widget.png"), png).expect("write the widget screenshot");
 
     let offer = |ev: &EngineEvent| match ev {
         EngineEvent::Incoming {

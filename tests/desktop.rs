@@ -12,8 +12,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use softphone_e2e::{PW, Server};
+use softphone_audio::Tone;
+use softphone_e2e::{Capture, PW, Server};
+use softphone_engine::call::CallState;
 use softphone_engine::credentials::{TokenStore, account_key};
+use softphone_engine::{CallAudio, EngineEvent};
 
 #[path = "desktop_support.rs"]
 mod desktop_support;
@@ -50,6 +53,9 @@ async fn scenario() {
         &[("2001", "Support Line")],
     )
     .await;
+    // Alice also watches the team, and answers the support line.
+    srv.set_role("alice", "supervisor").await;
+    srv.support_queue(&["alice", "carol"]).await;
     let home = tempfile::tempdir().expect("home");
     let (_x, display) = xvfb();
     let app = PathBuf::from(env!("CARGO_BIN_EXE_softphone"));
@@ -216,6 +222,8 @@ async fn scenario() {
     // phonectl hangs up after 4 s.
     d.wait_visible("#screen-phone").await;
 
+    support_line(&srv, &d, &account).await;
+
     d.click("#tab-settings").await;
     d.until(
         "the hotkeys registered",
@@ -234,4 +242,122 @@ async fn scenario() {
         "sign-out deletes the token from the OS keyring"
     );
     d.quit().await;
+}
+
+/// A tone for a caller's microphone, and a sink that keeps what it hears.
+fn audio(hz: f32) -> CallAudio {
+    CallAudio {
+        source: Box::new(Tone::new(hz, -12.0)),
+        sink: Box::new(Capture::default()),
+    }
+}
+
+/// Sets the agent's availability from the header, and waits until the
+/// switchboard has it (the supervisor view shows the agent so).
+async fn set_presence(srv: &Server, d: &Driver, token: &str, presence: &str, state: &str) {
+    d.js(&format!(
+        "const p = document.querySelector('#presence'); p.value = '{presence}'; \
+         p.dispatchEvent(new Event('change')); return true"
+    ))
+    .await;
+    for _ in 0..100 {
+        let v = srv.get("/v1/supervisor", token).await;
+        let alice = v["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["agent"]["user"] == "alice"))
+            .map(|a| a["state"].clone());
+        if alice == Some(json!(state)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the switchboard did not see alice {state}");
+}
+
+/// Customers call the support line as the web widget does (guest tokens
+/// with name, email, topic and page): the agent sees who calls and why
+/// before answering; then, away, sees a second caller wait in the Team tab.
+async fn support_line(srv: &Server, d: &Driver, account: &str) {
+    let token = TokenStore::Keyring
+        .load(account)
+        .expect("secret service")
+        .expect("alice's token");
+    eprintln!("desktop: a customer calls the support line");
+    let (guest, mut g_ev) = srv
+        .guest_engine(
+            "support",
+            json!({"name": "Zoe Quinn", "email": "zoe@example.org",
+                   "topic": "Broken headset", "page": "https://shop.example/help"}),
+        )
+        .await;
+    let call = guest
+        .dial("support", audio(660.0))
+        .await
+        .expect("guest dials");
+    d.wait_visible("#incoming").await;
+    assert_eq!(d.text("#incoming-name").await, "Zoe Quinn");
+    assert!(
+        d.text("#pop-queue").await.starts_with("via support"),
+        "{}",
+        d.text("#pop-queue").await
+    );
+    assert_eq!(d.text("#pop-topic").await, "Broken headset");
+    assert_eq!(d.text("#pop-email").await, "zoe@example.org");
+    assert_eq!(d.text("#pop-page").await, "from https://shop.example/help");
+    assert_eq!(d.text("#pop-earlier").await, "First call");
+    d.screenshot("queue-call").await;
+    d.click("#answer").await;
+    d.until("the queue call to connect", CONNECTED).await;
+    g_ev.wait("the guest's call answered", |ev| match ev {
+        EngineEvent::CallState {
+            call_id,
+            state: CallState::Active,
+        } if *call_id == call => Some(()),
+        _ => None,
+    })
+    .await;
+    d.click("#hangup").await;
+    d.wait_visible("#screen-phone").await;
+
+    eprintln!("desktop: away; a second customer waits, seen in the Team tab");
+    set_presence(srv, d, &token, "away", "away").await;
+    let (guest2, _g2_ev) = srv
+        .guest_engine("support", json!({"name": "Yann Ortiz", "topic": "Invoice"}))
+        .await;
+    let call2 = guest2
+        .dial("support", audio(550.0))
+        .await
+        .expect("guest 2 dials");
+    d.click("#tab-team").await;
+    d.until(
+        "the waiting caller in the Team tab",
+        "return [...document.querySelectorAll('.waiting-caller')].some(e => e.textContent.includes('Yann Ortiz'))",
+    )
+    .await;
+    d.until(
+        "alice away and carol offline",
+        "const s = u => document.querySelector(`.team-agent[data-user=\"${u}\"]`)?.dataset.state; \
+         return s('alice') === 'away' && s('carol') === 'offline'",
+    )
+    .await;
+    assert!(d.text(".team-queue").await.contains("1 waiting"));
+    // The wait counts up as the view is read again.
+    d.until(
+        "the wait counting",
+        "return document.querySelector('.waiting-caller .wait').textContent !== '00:00'",
+    )
+    .await;
+    d.screenshot("team").await;
+    // The caller gives up: nobody waits any more.
+    guest2.hangup(&call2);
+    d.until(
+        "the queue empty again",
+        "return document.querySelectorAll('.waiting-caller').length === 0 && \
+         document.querySelector('.queue-waiting').dataset.waiting === '0'",
+    )
+    .await;
+    set_presence(srv, d, &token, "available", "available").await;
+    d.click("#tab-phone").await;
+    guest.shutdown();
+    guest2.shutdown();
 }

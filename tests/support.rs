@@ -242,6 +242,54 @@ impl Proxy {
 }
 
 impl Server {
+    /// Creates acme's published queue `support` (longest idle, 20 s ring
+    /// time, no wrap-up) with these members.
+    pub async fn support_queue(&self, members: &[&str]) {
+        let acme = self.store.tenant_id("acme").await.expect("tenant");
+        let mut spec = switchboard::store::QueueSpec::named("support");
+        spec.published = true;
+        spec.ring_secs = 20;
+        spec.wrap_up_secs = 0;
+        self.store.add_queue(acme, &spec).await.expect("queue");
+        for m in members {
+            self.store
+                .set_queue_member(acme, "support", m, true)
+                .await
+                .expect("member");
+        }
+    }
+
+    /// Gives acme's `user` a role: `agent`, `supervisor` or `admin`.
+    pub async fn set_role(&self, user: &str, role: &str) {
+        self.store
+            .set_role("acme", user, switchboard::store::Role::parse(role))
+            .await
+            .expect("role");
+    }
+
+    /// A web caller (guest) of acme's published queue `queue`, as the call
+    /// widget makes one (`POST /v1/guest/acme/token` with `who`: name,
+    /// email, topic, page), with an engine connected on its token
+    /// (loopback ICE only).
+    pub async fn guest_engine(&self, queue: &str, who: serde_json::Value) -> (Engine, Events) {
+        let mut body = who;
+        body["queue"] = serde_json::Value::String(queue.into());
+        let resp: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/guest/acme/token", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("guest token request")
+            .json()
+            .await
+            .expect("guest token json");
+        let token = resp["token"].as_str().expect("a guest token").to_string();
+        let mut config = EngineConfig::new(&self.base, &token, "guest-browser");
+        config.media.loopback_only = true;
+        let (engine, rx) = Engine::connect(config).await.expect("guest connects");
+        (engine, Events(rx))
+    }
+
     /// Like [`Server::engine`], but the engine talks to `via` (e.g. a
     /// [`Proxy`]); also returns the token.
     pub async fn engine_via(

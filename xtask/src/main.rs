@@ -15,7 +15,7 @@
 //!   process the suite started is still running (`leftovers.rs`) and fails
 //!   the suite, listing them, when one is.
 //! - `cargo xtask bundle`: the .deb and .rpm installers (Tauri CLI).
-//! - `cargo xtask bench signaling|call|desktop [ARGS]`: the benchmark
+//! - `cargo xtask bench signaling|queue|call|desktop [ARGS]`: the benchmark
 //!   programs (see `docs/benchmarks.md`).
 //! - `cargo xtask fuzz [--seconds N] [TARGET]`: runs the fuzz targets of
 //!   `fuzz/` (cargo-fuzz, libFuzzer) for N seconds each; not part of
@@ -79,6 +79,9 @@ enum Bench {
     /// The switchboard under load: idle clients, call setups per second,
     /// relay latency.
     Signaling,
+    /// Queues under load: agents answering a steady stream of web callers;
+    /// time to offer, offers per second, no double offer, no lost caller.
+    Queue,
     /// One call between two engines: setup time, latency, bandwidth, CPU.
     Call,
     /// The desktop app's memory, idle and in a call.
@@ -90,6 +93,7 @@ impl Bench {
     fn target(self) -> (&'static str, &'static str) {
         match self {
             Self::Signaling => ("switchboard", "signaling"),
+            Self::Queue => ("switchboard", "queue"),
             Self::Call => ("softphone-e2e", "call"),
             Self::Desktop => ("softphone", "desktop_memory"),
         }
@@ -98,6 +102,7 @@ impl Bench {
     fn name(self) -> &'static str {
         match self {
             Self::Signaling => "signaling",
+            Self::Queue => "queue",
             Self::Call => "call",
             Self::Desktop => "desktop",
         }
@@ -795,7 +800,7 @@ fn bench(which: Bench, args: &[String]) -> Result<()> {
         install_tauri_driver()?;
         ui_build()?;
     }
-    if which != Bench::Signaling {
+    if !matches!(which, Bench::Signaling | Bench::Queue) {
         // The call and desktop benches run a release phonectl as the peer.
         let ok = cargo()
             .args(["build", "--release", "-p", "phonectl"])

@@ -238,13 +238,24 @@ impl Ctx {
                 from,
                 queue,
             } => match queue {
-                Some(q) => println!(
-                    "incoming call {call_id} from {} ({}) via queue {}, waited {} s",
-                    from.user,
-                    from.display_name,
-                    q.name,
-                    q.waited_ms / 1000
-                ),
+                Some(q) => {
+                    println!(
+                        "incoming call {call_id} from {} ({}) via queue {}, waited {} s",
+                        from.user,
+                        from.display_name,
+                        q.name,
+                        q.waited_ms / 1000
+                    );
+                    // The screen-pop of a web caller, one line each.
+                    for (what, v) in [("topic", &q.topic), ("email", &q.email), ("page", &q.page)] {
+                        if let Some(v) = v {
+                            println!("  {what}: {v}");
+                        }
+                    }
+                    if let Some(n) = q.earlier_calls {
+                        println!("  earlier calls: {n}");
+                    }
+                }
                 None => println!(
                     "incoming call {call_id} from {} ({})",
                     from.user, from.display_name
