@@ -14,9 +14,9 @@ use std::time::Duration;
 use serde_json::json;
 use softphone_audio::Tone;
 use softphone_e2e::{Capture, PW, Server};
+use softphone_engine::CallAudio;
 use softphone_engine::call::CallState;
 use softphone_engine::credentials::{TokenStore, account_key};
-use softphone_engine::{CallAudio, EngineEvent};
 
 #[path = "desktop_support.rs"]
 mod desktop_support;
@@ -308,14 +308,7 @@ async fn support_line(srv: &Server, d: &Driver, account: &str) {
     d.screenshot("queue-call").await;
     d.click("#answer").await;
     d.until("the queue call to connect", CONNECTED).await;
-    g_ev.wait("the guest's call answered", |ev| match ev {
-        EngineEvent::CallState {
-            call_id,
-            state: CallState::Active,
-        } if *call_id == call => Some(()),
-        _ => None,
-    })
-    .await;
+    g_ev.wait_state(&call, CallState::Active).await;
     d.click("#hangup").await;
     d.wait_visible("#screen-phone").await;
 

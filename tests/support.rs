@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use softphone_audio::Sink;
+use softphone_engine::call::CallState;
 use softphone_engine::{Engine, EngineConfig, EngineEvent};
 use tokio::sync::mpsc;
 
@@ -119,6 +120,18 @@ impl Events {
         })
         .await
         .unwrap_or_else(|_| panic!("no {what} within 10 s"))
+    }
+
+    /// Waits (10 s at most) for call `call` to reach state `want`.
+    pub async fn wait_state(&mut self, call: &str, want: CallState) {
+        let what = format!("call {call} {want:?}");
+        self.wait(&what, |ev| match ev {
+            EngineEvent::CallState { call_id, state } if call_id == call && *state == want => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await
     }
 
     /// Collects what `pick` accepts (10 s at most) up to and including the
@@ -452,7 +465,6 @@ pub struct Party<'a> {
 /// `caller` dials `callee_user`, `callee` answers the incoming call, and
 /// both wait until their side is Active. Returns the call id.
 pub async fn establish(caller: Party<'_>, callee_user: &str, callee: Party<'_>) -> String {
-    use softphone_engine::call::CallState;
     let call = caller
         .engine
         .dial(callee_user, caller.audio)
@@ -471,15 +483,7 @@ pub async fn establish(caller: Party<'_>, callee_user: &str, callee: Party<'_>) 
         .await
         .expect("answer");
     for events in [caller.events, callee.events] {
-        events
-            .wait("active", |ev| match ev {
-                EngineEvent::CallState {
-                    call_id,
-                    state: CallState::Active,
-                } if *call_id == call => Some(()),
-                _ => None,
-            })
-            .await;
+        events.wait_state(&call, CallState::Active).await;
     }
     call
 }

@@ -17,22 +17,17 @@
 //! answered (lost).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use switchboard::Store;
 use switchboard::store::{GuestInfo, QueueSpec};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod common;
+use common::{SDP, Ws, connect, next_json, percentile, send, start_switchboard};
 
 #[derive(Parser, Debug)]
 #[command(about = "Switchboard queue load generator")]
@@ -52,58 +47,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-async fn connect(url: &str, token: &str, endpoint: &str) -> anyhow::Result<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let hello =
-        json!({"type": "hello", "token": token, "device_id": endpoint, "device_name": "bench"});
-    ws.send(Message::text(hello.to_string())).await?;
-    loop {
-        let v = next_json(&mut ws).await?;
-        if v["type"] == "welcome" {
-            return Ok(ws);
-        }
-        if v["type"] == "error" {
-            anyhow::bail!("hello refused: {v}");
-        }
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
-            .await
-            .map_err(|_| anyhow::anyhow!("no frame within 60 s"))?
-            .ok_or_else(|| anyhow::anyhow!("socket closed"))??;
-        if let Message::Text(t) = msg {
-            return Ok(serde_json::from_str(&t)?);
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, v: Value) -> anyhow::Result<()> {
-    Ok(ws.send(Message::text(v.to_string())).await?)
-}
-
-const SDP: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtcp-mux\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n";
-
-/// A child process killed (and reaped) when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What every task reports into.
@@ -277,32 +220,7 @@ async fn main() -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    let server = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--frames-per-sec",
-            "10000",
-            "--ws-admissions-per-sec",
-            "1000000",
-            "--ws-admissions-per-ip-per-sec",
-            "1000000",
-        ])
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut server = KillOnDrop(server);
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().expect("piped")).read_line(&mut line)?;
-    let base = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let (_server, base) = start_switchboard(dir.path(), &[], &[])?;
     let url = Arc::new(format!("{}/v1/ws", base.replace("http://", "ws://")));
 
     let shared = Arc::new(Shared::default());

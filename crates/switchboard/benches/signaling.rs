@@ -14,8 +14,6 @@
 //! ping → pong round trip on the same sockets, which is the server's cheapest
 //! path.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,12 +22,10 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard::Store;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod common;
+use common::{SDP, Ws, connect, next_json, percentile, start_switchboard};
 
 /// The tests' private PostgreSQL server (`--store postgres`).
 #[path = "../tests/common/postgres.rs"]
@@ -63,14 +59,6 @@ struct Args {
     bench: bool,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -83,37 +71,6 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-async fn connect(url: &str, token: &str, endpoint: &str) -> anyhow::Result<Ws> {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-    let hello =
-        json!({"type": "hello", "token": token, "device_id": endpoint, "device_name": "bench"});
-    ws.send(Message::text(hello.to_string())).await?;
-    loop {
-        let v = next_json(&mut ws).await?;
-        if v["type"] == "welcome" {
-            return Ok(ws);
-        }
-        if v["type"] == "error" {
-            anyhow::bail!("hello refused: {v}");
-        }
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .map_err(|_| anyhow::anyhow!("no frame within 30 s"))?
-            .ok_or_else(|| anyhow::anyhow!("socket closed"))??;
-        if let Message::Text(t) = msg {
-            return Ok(serde_json::from_str(&t)?);
-        }
-    }
-}
-
 /// Next frame of `ty`, skipping presence and candidates.
 async fn expect(ws: &mut Ws, ty: &str) -> anyhow::Result<Value> {
     loop {
@@ -124,18 +81,6 @@ async fn expect(ws: &mut Ws, ty: &str) -> anyhow::Result<Value> {
         if v["type"] != "presence" {
             anyhow::bail!("expected {ty}, got {v}");
         }
-    }
-}
-
-const SDP: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtcp-mux\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n";
-
-/// A child process killed (and reaped) when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -186,43 +131,14 @@ async fn main() -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    server.arg("--data-dir").arg(dir.path());
-    if let Some(url) = &database {
-        server.args(["--database", url]);
-    }
-    let server = server
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--frames-per-sec",
-            "10000",
-            "--heartbeat-secs",
-            "60",
-            // Measures how many sockets one node holds, not admission
-            // (every client comes from 127.0.0.1).
-            "--ws-admissions-per-sec",
-            "1000000",
-            "--ws-admissions-per-ip-per-sec",
-            "1000000",
-        ])
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
+    let db_args: Vec<&str> = match &database {
+        Some(url) => vec!["--database", url],
+        None => Vec::new(),
+    };
+    let (server, base) = start_switchboard(dir.path(), &db_args, &["--heartbeat-secs", "60"])?;
     // Stopped on every way out, errors included, before the PostgreSQL
     // server (dropped after it).
-    let mut server = KillOnDrop(server);
-    let server = &mut server.0;
-    let pid = server.id();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("piped")).read_line(&mut line)?;
-    let base = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let pid = server.0.id();
     let url = format!("{}/v1/ws", base.replace("http://", "ws://"));
     let rss_idle_server = rss_mb(pid);
 

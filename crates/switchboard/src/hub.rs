@@ -572,13 +572,7 @@ impl Hub {
         now_ms: u64,
     ) -> HubResult {
         let (me, my_endpoint) = self.me(conn)?;
-        if !valid_call_id(call_id) {
-            return Err(err(
-                ErrorCode::InvalidValue,
-                "call_id must be 1–64 characters of A–Z a–z 0–9 - _",
-            ));
-        }
-        check_sdp(&sdp)?;
+        check_invite(call_id, &sdp)?;
         let Some(callee) = callee else {
             return Err(err(ErrorCode::NotFound, format!("no user `{to}`")));
         };
@@ -1395,6 +1389,18 @@ fn frame(msg: &ServerMessage, after_seq: u64) -> ConnCmd {
         text: msg.to_json(),
         after_seq,
     })
+}
+
+/// The checks every `call.invite` passes first: the call id's shape, then
+/// the SDP offer's size.
+fn check_invite(call_id: &str, sdp: &str) -> Result<(), HubError> {
+    if !valid_call_id(call_id) {
+        return Err(err(
+            ErrorCode::InvalidValue,
+            "call_id must be 1–64 characters of A–Z a–z 0–9 - _",
+        ));
+    }
+    check_sdp(sdp)
 }
 
 fn check_sdp(sdp: &str) -> Result<(), HubError> {

@@ -24,10 +24,10 @@
 use std::collections::BTreeMap;
 
 use softphone_protocol::{
-    EndReason, ErrorCode, IceCandidate, Presence, QueueOffer, ServerMessage, UserRef, valid_call_id,
+    EndReason, ErrorCode, IceCandidate, Presence, QueueOffer, ServerMessage, UserRef,
 };
 
-use super::{Call, Effects, Hub, HubResult, NO_AGENT, Phase, Timer, check_sdp, err};
+use super::{Call, Effects, Hub, HubResult, NO_AGENT, Phase, Timer, check_invite, check_sdp, err};
 use crate::acd::{self, Action, AgentPresence, Hours, Withdrawn};
 use crate::store::{CdrWrite, TenantId, UserId};
 
@@ -259,13 +259,7 @@ impl Hub {
         now_ms: u64,
     ) -> HubResult {
         let (me, my_endpoint) = self.me(conn)?;
-        if !valid_call_id(call_id) {
-            return Err(err(
-                ErrorCode::InvalidValue,
-                "call_id must be 1–64 characters of A–Z a–z 0–9 - _",
-            ));
-        }
-        check_sdp(&sdp)?;
+        check_invite(call_id, &sdp)?;
         if self.calls.contains_key(call_id) || self.ended.contains_key(call_id) {
             return Err(err(ErrorCode::CallExists, "call_id already used"));
         }
