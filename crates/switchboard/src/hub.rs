@@ -454,10 +454,43 @@ impl Hub {
     /// [`Self::detach`] then finds no call. An unknown `conn` changes
     /// nothing.
     pub fn sign_out(&mut self, conn: ConnId, now_ms: u64) -> Effects {
-        let mut fx = Effects::default();
         let Ok((me, ep)) = self.me(conn) else {
-            return fx;
+            return Effects::default();
         };
+        self.leave_calls_signed_out(me, &ep, now_ms)
+    }
+
+    /// Whether `user`'s `endpoint` is in reconnect grace: known and without
+    /// a socket (an endpoint with no call is forgotten when its socket
+    /// drops).
+    pub fn in_grace(&self, user: UserId, endpoint: &str) -> bool {
+        self.users
+            .get(&user)
+            .and_then(|u| u.endpoints.get(endpoint))
+            .is_some_and(|d| d.conn.is_none())
+    }
+
+    /// [`Self::sign_out`] for an endpoint in reconnect grace (its socket
+    /// dropped before its login ended): it leaves its calls at once, and
+    /// is forgotten (a pending [`Timer::Grace`] then finds nothing). An
+    /// endpoint that is not in grace is left alone.
+    pub fn sign_out_in_grace(&mut self, user: UserId, endpoint: &str, now_ms: u64) -> Effects {
+        if !self.in_grace(user, endpoint) {
+            return Effects::default();
+        }
+        let mut fx = self.leave_calls_signed_out(user, endpoint, now_ms);
+        if let Some(d) = self.endpoint_mut(user, endpoint) {
+            d.pending.clear();
+            d.generation += 1;
+        }
+        self.drop_endpoint_if_idle(&mut fx, user, endpoint);
+        self.settle(&mut fx, now_ms);
+        fx
+    }
+
+    fn leave_calls_signed_out(&mut self, me: UserId, ep: &str, now_ms: u64) -> Effects {
+        let ep = ep.to_string();
+        let mut fx = Effects::default();
         let mut ids: Vec<String> = self
             .users
             .get(&me)

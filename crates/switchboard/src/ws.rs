@@ -36,7 +36,7 @@ use crate::hub::{
     WelcomeParts,
 };
 use crate::metrics::Metrics;
-use crate::store::{AuthedUser, CdrQueue, CdrWrite, Role, TenantId, TokenRefusal};
+use crate::store::{AuthedUser, CdrQueue, CdrWrite, Role, TenantId, TokenRefusal, UserId};
 use crate::{Shared, ice, now_ms};
 
 /// Messages above this are not even read: the socket closes with 1009.
@@ -73,6 +73,10 @@ pub(crate) struct Routing {
     pub sockets: HashMap<ConnId, ConnHandle>,
     /// Where CDR writes go, in the hub's sequence order.
     pub cdr: CdrQueue,
+    /// The login of each endpoint in reconnect grace, by user and
+    /// endpoint: a login that ends meanwhile signs it out
+    /// ([`close_ended_logins`]).
+    pub grace_logins: HashMap<(UserId, String), String>,
     /// The supervisors' live events of every tenant
     /// ([`crate::supervise`] filters and paces them).
     pub live: tokio::sync::broadcast::Sender<Arc<LiveEvent>>,
@@ -89,6 +93,7 @@ impl Routing {
         Self {
             hub: Hub::new(),
             sockets: HashMap::new(),
+            grace_logins: HashMap::new(),
             cdr,
             live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
             metrics,
@@ -252,14 +257,25 @@ async fn handle(socket: WebSocket, shared: Arc<Shared>, addr: SocketAddr) {
 struct Attached {
     shared: Arc<Shared>,
     conn: ConnId,
+    user: UserId,
+    endpoint: String,
 }
 
 impl Drop for Attached {
     fn drop(&mut self) {
         let timers = {
             let mut r = self.shared.routing();
-            r.sockets.remove(&self.conn);
+            let handle = r.sockets.remove(&self.conn);
             let fx = r.hub.detach(self.conn, now_ms());
+            // Still in calls: remember the login, so that a logout during
+            // the grace ends them at once.
+            if let Some(h) = handle
+                && !h.login.is_empty()
+                && r.hub.in_grace(self.user, &self.endpoint)
+            {
+                r.grace_logins
+                    .insert((self.user, self.endpoint.clone()), h.login);
+            }
             r.apply(fx)
         };
         arm(&self.shared, timers);
@@ -295,6 +311,8 @@ async fn serve_socket(
         let mut r = shared.routing();
         let conn = r.hub.next_conn_id();
         r.sockets.insert(conn, handle);
+        // Back from grace: the socket's own login counts from now on.
+        r.grace_logins.remove(&(who.user_id, endpoint_id.clone()));
         let fx = r.hub.attach(conn, &who, &endpoint_id, parts, now_ms());
         let timers = r.apply(fx);
         drop(r);
@@ -302,6 +320,8 @@ async fn serve_socket(
         Attached {
             shared: shared.clone(),
             conn,
+            user: who.user_id,
+            endpoint: endpoint_id.clone(),
         }
     };
     let conn = attached.conn;
@@ -805,22 +825,49 @@ pub(crate) fn close_logins(
 /// [`crate::Error::Database`] when the store cannot be read; nothing is
 /// closed then.
 pub(crate) async fn close_ended_logins(shared: &Arc<Shared>) -> Result<usize, crate::Error> {
-    let asked: Vec<String> = shared
-        .routing()
-        .sockets
-        .values()
-        .filter(|h| !h.login.is_empty())
-        .map(|h| h.login.clone())
-        .collect::<std::collections::HashSet<_>>()
-        .into_iter()
-        .collect();
+    let asked: Vec<String> = {
+        let mut r = shared.routing();
+        // Endpoints whose grace ran out (or that came back) need no watch.
+        let Routing {
+            hub, grace_logins, ..
+        } = &mut *r;
+        grace_logins.retain(|(user, ep), _| hub.in_grace(*user, ep));
+        r.sockets
+            .values()
+            .filter(|h| !h.login.is_empty())
+            .map(|h| h.login.clone())
+            .chain(r.grace_logins.values().cloned())
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect()
+    };
     let ended = shared.store.ended_logins(&asked).await?;
     shared.metrics.login_sweeps.inc();
+    sign_out_in_grace(shared, |l| ended.contains(l));
     Ok(close_logins(
         shared,
         |l| ended.contains(l),
         "logged out or disabled",
     ))
+}
+
+/// Signs out the endpoints in reconnect grace whose login `gone` names
+/// ([`Hub::sign_out_in_grace`]): their calls end now, not when the grace
+/// runs out.
+pub(crate) fn sign_out_in_grace(shared: &Arc<Shared>, gone: impl Fn(&str) -> bool) {
+    let mut r = shared.routing();
+    let keys: Vec<(UserId, String)> = r
+        .grace_logins
+        .iter()
+        .filter(|(_, login)| gone(login))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (user, ep) in keys {
+        r.grace_logins.remove(&(user, ep.clone()));
+        let fx = r.hub.sign_out_in_grace(user, &ep, crate::now_ms());
+        let timers = r.apply(fx);
+        arm(shared, timers);
+    }
 }
 
 /// Arms hub timers as tasks that sleep for the configured ring timeout or

@@ -504,6 +504,47 @@ async fn a_login_that_ends_mid_call_ends_its_calls_at_once() {
 }
 
 #[tokio::test]
+async fn a_login_that_ends_during_reconnect_grace_ends_its_calls_at_once() {
+    let srv = TestServer::start_with(|c| {
+        c.login_sweep = Duration::from_millis(50);
+        c.reconnect_grace = Duration::from_secs(600);
+    })
+    .await;
+    let token = srv.login("acme", "alice").await;
+    let mut alice = srv.connect(&token, "alice", "a1").await;
+    let mut bob = srv.client("bob", "b1").await;
+    answered_call(&mut alice, &mut bob, "talk").await;
+    // Alice's socket drops mid-call: her endpoint is in grace (600 s here)
+    // and the call goes on.
+    alice.close().await;
+    srv.await_connections(1).await;
+    bob.expect_silence(200).await;
+    // Her login ends (a logout from elsewhere with her token): the call ends
+    // now, completed by her, as if she had hung up.
+    let (status, _) = srv.post("/v1/logout", Some(&token), json!({})).await;
+    assert_eq!(status, 204);
+    let e = bob.expect("call.ended").await;
+    assert_eq!(
+        (&e["call_id"], &e["reason"], &e["by"]),
+        (&json!("talk"), &json!("completed"), &json!("alice"))
+    );
+
+    // The same when the login ends in another process (the admin CLI
+    // disables the user): the sweep finds the endpoint in grace too.
+    let mut carol = srv.client("carol", "c1").await;
+    answered_call(&mut bob, &mut carol, "talk-2").await;
+    carol.close().await;
+    srv.await_connections(1).await;
+    srv.store.set_disabled("acme", "carol", true).await.unwrap();
+    let e = bob.expect("call.ended").await;
+    assert_eq!(
+        (&e["call_id"], &e["reason"], &e["by"]),
+        (&json!("talk-2"), &json!("completed"), &json!("carol"))
+    );
+    bob.assert_usable().await;
+}
+
+#[tokio::test]
 async fn logout_and_disabling_close_open_sockets_and_refresh_does_not() {
     let srv = TestServer::start_with(|c| c.login_sweep = Duration::from_millis(50)).await;
     let token = srv.login("acme", "alice").await;
