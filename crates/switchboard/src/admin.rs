@@ -261,6 +261,18 @@ async fn reroute(s: &Arc<Shared>, tenant: TenantId) {
     }
 }
 
+/// Loads the tenant's queues into the hub as the store has them now
+/// (another node or the admin CLI may have changed them), before the hub
+/// is asked about them.
+///
+/// # Errors
+/// `500` when the store cannot be read.
+pub(crate) async fn refresh(s: &Arc<Shared>, tenant: TenantId) -> Result<(), ApiError> {
+    crate::ws::refresh_queues(s, tenant)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code, e.message))
+}
+
 async fn stats(
     State(s): State<Arc<Shared>>,
     crate::http::Member(auth): crate::http::Member,
@@ -268,10 +280,7 @@ async fn stats(
 ) -> Result<Json<QueueStatsResponse>, ApiError> {
     let tenant = auth.user.tenant_id;
     let Json(row) = found(&s, tenant, &name).await?;
-    // The hub routes with the queues as the store has them now.
-    crate::ws::refresh_queues(&s, tenant)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code, e.message))?;
+    refresh(&s, tenant).await?;
     let now = crate::now_ms();
     let live = s
         .routing()

@@ -396,7 +396,6 @@ async fn login(
 async fn logout(State(s): State<Arc<Shared>>, auth: Auth) -> Result<StatusCode, ApiError> {
     s.store.revoke(&auth.token).await?;
     let login = auth.user.login_id;
-    crate::ws::sign_out_in_grace(&s, |l| !l.is_empty() && l == login);
     let closed = crate::ws::close_logins(&s, |l| !l.is_empty() && l == login, "logged out");
     tracing::info!(sockets = closed, "logged out");
     Ok(StatusCode::NO_CONTENT)

@@ -238,6 +238,9 @@ pub struct Hub {
     touched: BTreeSet<QueueKey>,
     /// Each queue member's state for supervisors, and since when (ms).
     agent_states: HashMap<UserId, (softphone_protocol::AgentState, u64)>,
+    /// Supervisors' streams open per tenant: live events are made only for
+    /// these ([`Self::watch`]).
+    watchers: HashMap<TenantId, usize>,
 }
 
 impl Hub {
@@ -1239,12 +1242,11 @@ impl Hub {
     }
 
     /// Numbers a CDR write and adds it to the effects; returns its number.
-    /// The call events it stands for go to supervisors too (an end's, by
-    /// [`Self::end_call_with`], which knows the tenant).
+    /// The call events it stands for go to supervisors too, for a call in
+    /// the call table (an ended call has left it: [`Self::end_call_with`]
+    /// tells its end itself).
     fn record(&mut self, fx: &mut Effects, write: CdrWrite) -> u64 {
-        if !matches!(write, CdrWrite::Ended { .. })
-            && let Some(call) = supervisor::call_of(&write).and_then(|id| self.calls.get(id))
-        {
+        if let Some(call) = supervisor::call_of(&write).and_then(|id| self.calls.get(id)) {
             self.live_call_events(fx, call, &write);
         }
         self.cdr_seq += 1;

@@ -61,20 +61,12 @@ impl FromRequestParts<Arc<Shared>> for Supervisor {
     }
 }
 
-/// Loads the tenant's queues as the store has them now (another node or
-/// the admin CLI may have changed them).
-async fn refresh(s: &Arc<Shared>, tenant: TenantId) -> Result<(), ApiError> {
-    crate::ws::refresh_queues(s, tenant)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code, e.message))
-}
-
 async fn view(
     State(s): State<Arc<Shared>>,
     Supervisor(auth): Supervisor,
 ) -> Result<Json<SupervisorView>, ApiError> {
     let tenant = auth.user.tenant_id;
-    refresh(&s, tenant).await?;
+    crate::admin::refresh(&s, tenant).await?;
     let view = s.routing().hub.supervisor_view(tenant, now_ms());
     Ok(Json(view))
 }
@@ -116,6 +108,12 @@ struct StreamState {
     shutdown: tokio::sync::watch::Receiver<bool>,
     check: tokio::time::Interval,
     step: Step,
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        self.shared.routing().hub.unwatch(self.tenant);
+    }
 }
 
 impl StreamState {
@@ -177,12 +175,13 @@ async fn events(
     Supervisor(auth): Supervisor,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let tenant = auth.user.tenant_id;
-    refresh(&s, tenant).await?;
+    crate::admin::refresh(&s, tenant).await?;
     // Subscribed under the same lock the view is taken under: no event
     // falls between the two.
     let (rx, view) = {
         let mut r = s.routing();
         let rx = r.live.subscribe();
+        r.hub.watch(tenant);
         (rx, r.hub.supervisor_view(tenant, now_ms()))
     };
     let mut check = tokio::time::interval(s.config.login_sweep.max(Duration::from_millis(10)));

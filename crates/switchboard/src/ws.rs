@@ -126,10 +126,9 @@ impl Routing {
                 None => tracing::debug!(conn, "frame for a socket that is gone"),
             }
         }
-        if self.live.receiver_count() > 0 {
-            for ev in fx.live {
-                let _ = self.live.send(Arc::new(ev));
-            }
+        for ev in fx.live {
+            // Err: every stream went away since; nothing to tell.
+            let _ = self.live.send(Arc::new(ev));
         }
         self.metrics
             .connections
@@ -781,14 +780,28 @@ pub(crate) async fn refresh_queues(shared: &Arc<Shared>, tenant: TenantId) -> Re
 /// Closes with 4001 every socket whose login `gone` names, e.g. after a
 /// logout; returns how many. Each socket's endpoint first leaves its calls
 /// ([`Hub::sign_out`]): they end at once rather than after the reconnect
-/// grace. The close goes through each socket's queue, so frames already
-/// queued are sent first; a full queue closes with 4008.
+/// grace; so do those of the login's endpoints already in grace
+/// ([`Hub::sign_out_in_grace`]). The close goes through each socket's
+/// queue, so frames already queued are sent first; a full queue closes
+/// with 4008.
 pub(crate) fn close_logins(
     shared: &Arc<Shared>,
     gone: impl Fn(&str) -> bool,
     reason: &'static str,
 ) -> usize {
     let mut r = shared.routing();
+    let in_grace: Vec<(UserId, String)> = r
+        .grace_logins
+        .iter()
+        .filter(|(_, login)| gone(login))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (user, ep) in in_grace {
+        r.grace_logins.remove(&(user, ep.clone()));
+        let fx = r.hub.sign_out_in_grace(user, &ep, crate::now_ms());
+        let timers = r.apply(fx);
+        arm(shared, timers);
+    }
     let ids: Vec<ConnId> = r
         .sockets
         .iter()
@@ -843,31 +856,11 @@ pub(crate) async fn close_ended_logins(shared: &Arc<Shared>) -> Result<usize, cr
     };
     let ended = shared.store.ended_logins(&asked).await?;
     shared.metrics.login_sweeps.inc();
-    sign_out_in_grace(shared, |l| ended.contains(l));
     Ok(close_logins(
         shared,
         |l| ended.contains(l),
         "logged out or disabled",
     ))
-}
-
-/// Signs out the endpoints in reconnect grace whose login `gone` names
-/// ([`Hub::sign_out_in_grace`]): their calls end now, not when the grace
-/// runs out.
-pub(crate) fn sign_out_in_grace(shared: &Arc<Shared>, gone: impl Fn(&str) -> bool) {
-    let mut r = shared.routing();
-    let keys: Vec<(UserId, String)> = r
-        .grace_logins
-        .iter()
-        .filter(|(_, login)| gone(login))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for (user, ep) in keys {
-        r.grace_logins.remove(&(user, ep.clone()));
-        let fx = r.hub.sign_out_in_grace(user, &ep, crate::now_ms());
-        let timers = r.apply(fx);
-        arm(shared, timers);
-    }
 }
 
 /// Arms hub timers as tasks that sleep for the configured ring timeout or

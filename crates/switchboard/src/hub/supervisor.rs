@@ -67,10 +67,37 @@ fn event_id(call_id: &str, kind: CallEventType, at_ms: u64, agent: Option<UserId
 }
 
 impl Hub {
+    /// A supervisors' stream of `tenant` opened: live events of the tenant
+    /// are made from now on (none are made for a tenant nobody watches).
+    pub fn watch(&mut self, tenant: TenantId) {
+        *self.watchers.entry(tenant).or_default() += 1;
+    }
+
+    /// A stream [`Self::watch`] opened has ended.
+    pub fn unwatch(&mut self, tenant: TenantId) {
+        if let Some(n) = self.watchers.get_mut(&tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.watchers.remove(&tenant);
+            }
+        }
+    }
+
+    fn watched(&self, tenant: TenantId) -> bool {
+        self.watchers.contains_key(&tenant)
+    }
+
     /// Adds the live events of CDR write `w` about `call` (before `w` is
     /// recorded: they wait for its sequence number): the same events the
-    /// store writes to the webhook outbox for it.
+    /// store writes to the webhook outbox for it. Nothing when no
+    /// supervisor watches the call's tenant.
     pub(super) fn live_call_events(&self, fx: &mut Effects, call: &Call, w: &CdrWrite) {
+        if !self.watched(call.tenant) {
+            return;
+        }
+        let Some(call_id) = call_of(w) else {
+            return;
+        };
         let after_seq = self.cdr_seq + 1;
         let queue = match w {
             // The leg still names the queue the call leaves.
@@ -83,10 +110,10 @@ impl Hub {
                 tenant: call.tenant,
                 after_seq,
                 kind: LiveKind::Call(CallEvent {
-                    id: event_id(call_of(w).unwrap_or_default(), kind, at_ms, agent_id),
+                    id: event_id(call_id, kind, at_ms, agent_id),
                     kind,
                     at_ms,
-                    call_id: call_of(w).unwrap_or_default().to_string(),
+                    call_id: call_id.to_string(),
                     caller: call.caller_ref.user.clone(),
                     agent,
                     queue: queue.clone(),
@@ -203,6 +230,9 @@ impl Hub {
             return;
         }
         self.agent_states.insert(agent, (state, now_ms));
+        if !self.watched(tenant) {
+            return;
+        }
         if let Some(view) = self.agent_view(tenant, agent) {
             fx.live.push(LiveEvent {
                 tenant,

@@ -489,6 +489,7 @@ fn agent_events(fx: &Effects) -> Vec<String> {
 #[test]
 fn supervisors_hear_call_events_and_agent_states_and_see_the_queue_now() {
     let mut w = World::new();
+    w.hub.watch(ACME);
     let a1 = w.connect(&alice(), "a1");
     let m1 = w.connect(&mallory(), "m1");
     let fx = w.queues(vec![def(
